@@ -1,0 +1,1 @@
+"""Gateware: the Amaranth sparse matrix-vector engine and its board tops."""

@@ -1,0 +1,1 @@
+"""Simulation: Verilator/cocotb runners and testbenches joining hw/ and sw/."""
