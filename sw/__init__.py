@@ -1,0 +1,1 @@
+"""Host toolchain: pruning, quantization, the memory format, the golden model, the driver."""
