@@ -1,0 +1,244 @@
+"""The ``sparsemac`` command: parses, calls the library, prints.
+
+Every failure the user can cause (a missing or corrupt file, a wrong shape, a value the format
+cannot hold) exits non-zero with one line on stderr and no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .sw import container, footprint as fp, format as fmt, golden, model_io, prune, quantize
+
+__all__ = ["main"]
+
+
+class CommandError(Exception):
+    """A user error found by the CLI itself."""
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+def _load_array(path: str, what: str) -> np.ndarray:
+    try:
+        array = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise CommandError(f"{what} file not found: {path}") from None
+    except (ValueError, OSError, EOFError) as error:
+        raise CommandError(f"{what} file {path} is not a readable .npy array ({error})") from None
+    if not isinstance(array, np.ndarray):
+        raise CommandError(f"{what} file {path} holds an archive, not one .npy array")
+    return array
+
+
+def _run_bits(text: str) -> int | str:
+    if text == "auto":
+        return "auto"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or an integer, not {text!r}") from None
+
+
+def _kib(n: float) -> str:
+    return f"{n / 1024:,.1f}"
+
+
+# -- commands ----------------------------------------------------------------------------------
+
+def cmd_prune(args) -> None:
+    model = model_io.load_model(args.input)
+    weights = {layer.name: layer.weight for layer in model.layers}
+    if args.scope == "global":
+        masks = prune.global_magnitude_masks(weights, args.sparsity)
+    else:
+        masks = {name: prune.magnitude_mask(w, args.sparsity) for name, w in weights.items()}
+    pruned = model_io.DenseModel(tuple(
+        model_io.DenseLayer(layer.name, np.where(masks[layer.name], layer.weight, 0),
+                            layer.bias, layer.relu)
+        for layer in model.layers))
+    model_io.save_model(pruned, args.output)
+    for layer in pruned.layers:
+        kept = np.count_nonzero(layer.weight)
+        print(f"{layer.name:>16}  {layer.weight.shape[0]}x{layer.weight.shape[1]}  "
+              f"kept {kept:,} of {layer.weight.size:,} ({1 - kept / layer.weight.size:.1%} sparse)")
+    print(f"wrote {args.output}")
+
+
+def cmd_pack(args) -> None:
+    model = model_io.load_model(args.input)
+    calibration = None
+    if args.calibration:
+        calibration = _load_array(args.calibration, "Calibration")
+    qmodel = quantize.quantize_model(model, calibration, weight_bits=args.weight_bits,
+                                     activation_bits=args.activation_bits)
+    needed = qmodel.accumulator_bits()
+    if needed > args.accumulator_bits:
+        raise CommandError(f"the model needs {needed}-bit accumulators to never overflow, more "
+                           f"than --accumulator-bits {args.accumulator_bits}")
+    image = fmt.pack_model(qmodel, lanes=args.lanes, run_bits=args.run_bits,
+                           max_run_bits=args.max_run_bits, balance=not args.interleave)
+    container.save_image(image, args.output)
+    _print_footprint(fp.footprint(image), image)
+    print(f"wrote {args.output} ({Path(args.output).stat().st_size:,} bytes, "
+          f"{needed}-bit accumulators suffice)")
+
+
+def _print_footprint(report: fp.ModelFootprint, image: fmt.ModelImage) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"Footprint: {image.lanes} lanes, {image.activation_bits}-bit "
+                        f"activations (KiB)")
+    for column in ("layer", "shape", "nonzeros", "density", "run bits", "fillers",
+                   "dense", "bit-mask", "CSR(C) formula", "image", "bits/nz", "lane balance"):
+        table.add_column(column, justify="left" if column == "layer" else "right")
+    for layer in report.layers:
+        table.add_row(layer.name, f"{layer.rows}x{layer.columns}", f"{layer.nonzeros:,}",
+                      f"{layer.density:.1%}", str(layer.run_bits), f"{layer.fillers:,}",
+                      _kib(layer.dense_bytes), _kib(layer.bitmask_bytes),
+                      _kib(layer.csrc_formula_bytes), _kib(layer.image_bytes),
+                      f"{layer.bits_per_nonzero:.2f}", f"{layer.lane_balance:.3f}")
+    table.add_row("total", "", f"{report.total('nonzeros'):,}", "", "",
+                  f"{report.total('fillers'):,}", _kib(report.total("dense_bytes")),
+                  _kib(report.total("bitmask_bytes")), _kib(report.total("csrc_formula_bytes")),
+                  _kib(report.total("image_bytes")), "", "", style="bold")
+    Console(width=160).print(table)
+
+
+def cmd_inspect(args) -> None:
+    image = container.load_image(args.image)
+    report = fp.footprint(image)
+    if args.json:
+        print(json.dumps({"lanes": image.lanes, "activation_bits": image.activation_bits,
+                          **report.as_dict()}, indent=2))
+    else:
+        _print_footprint(report, image)
+
+
+def cmd_unpack(args) -> None:
+    image = container.load_image(args.image)
+    qmodel = fmt.unpack_model(image)
+    model = model_io.DenseModel(tuple(
+        model_io.DenseLayer(layer.name, layer.weight, layer.bias, layer.relu)
+        for layer in qmodel.layers))
+    model_io.save_model(model, args.output)
+    print(f"wrote {len(model.layers)} integer layers to {args.output}")
+
+
+def cmd_golden(args) -> None:
+    image = container.load_image(args.image)
+    x = _load_array(args.input, "Input")
+    if x.ndim == 1:
+        x = x[None, :]
+    if x.dtype.kind == "f":
+        if image.input_scale is None:
+            raise CommandError("float inputs need the image's input scale, and this image has "
+                               "none; give integer activations")
+        if not np.all(np.isfinite(x)):
+            raise CommandError("input contains NaN or infinite values")
+        x = quantize.quantize_activations(x, image.input_scale, image.activation_bits)
+    elif x.dtype.kind not in "iu":
+        raise CommandError(f"input must be an integer or float array, not {x.dtype}")
+    result = golden.run_golden(image, x)
+    np.save(args.output, result.accumulators if args.accumulators else result.outputs)
+    print(f"{x.shape[0]} vectors: cycles per run min {result.cycles.min():,} "
+          f"mean {result.cycles.mean():,.1f} max {result.cycles.max():,}; "
+          f"lane utilisation mean {result.utilisation.mean():.3f}")
+    print(f"wrote {'first-layer accumulators' if args.accumulators else 'outputs'} "
+          f"{'x'.join(map(str, np.load(args.output).shape))} to {args.output}")
+
+
+def cmd_example(args) -> None:
+    from .sw.example import example_model
+
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    model = example_model()
+    weights_path, image_path = out / "example.npz", out / "example.smac"
+    model_io.save_model(model, weights_path)
+    print(f"example: a seeded {'-'.join(str(n) for n in [model.input_size] + [l.weight.shape[0] for l in model.layers])} "
+          f"MLP, magnitude-pruned to 90% (global); weights in {weights_path}")
+    _dispatch(["pack", str(weights_path), "-o", str(image_path), "--lanes", str(args.lanes)])
+    x = np.random.default_rng(1).standard_normal((64, model.input_size))
+    x[:, ::3] = 0.0                                   # some zero activations, which cost nothing
+    np.save(out / "inputs.npy", x)
+    _dispatch(["golden", str(image_path), "--input", str(out / "inputs.npy"), "-o", str(out / "outputs.npy")])
+
+
+# -- entry point -------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sparsemac", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("prune", help="one-shot magnitude pruning of a weights file")
+    p.add_argument("input", help="weights (.npz, .safetensors, .pt)")
+    p.add_argument("-o", "--output", required=True, help="pruned weights (.npz or .safetensors)")
+    p.add_argument("--sparsity", type=float, required=True, help="fraction of weights to prune, in [0, 1)")
+    p.add_argument("--scope", choices=("layer", "global"), default="layer",
+                   help="one threshold per layer, or one across all layers")
+    p.set_defaults(run=cmd_prune)
+
+    p = sub.add_parser("pack", help="quantize and pack a model into an engine image")
+    p.add_argument("input", help="weights (.npz, .safetensors, .pt)")
+    p.add_argument("-o", "--output", required=True, help="model image (.smac)")
+    p.add_argument("--lanes", type=int, default=8)
+    p.add_argument("--run-bits", type=_run_bits, default="auto", help="'auto' or 1..8")
+    p.add_argument("--max-run-bits", type=int, default=fmt.MAX_RUN_BITS,
+                   help="widest run field 'auto' may choose (the engine's)")
+    p.add_argument("--weight-bits", type=int, default=8)
+    p.add_argument("--activation-bits", type=int, default=8, choices=(8, 16))
+    p.add_argument("--accumulator-bits", type=int, default=32,
+                   help="the engine's accumulator width; a model that could overflow it is refused")
+    p.add_argument("--calibration", help=".npy of float sample inputs (samples x inputs)")
+    p.add_argument("--interleave", action="store_true",
+                   help="EIE's row i -> lane i mod N instead of the balanced assignment")
+    p.set_defaults(run=cmd_pack)
+
+    p = sub.add_parser("inspect", help="the footprint table of an image")
+    p.add_argument("image")
+    p.add_argument("--json", action="store_true", help="print the same figures as JSON")
+    p.set_defaults(run=cmd_inspect)
+
+    p = sub.add_parser("unpack", help="the integer weights of an image back, exactly")
+    p.add_argument("image")
+    p.add_argument("-o", "--output", required=True, help=".npz or .safetensors")
+    p.set_defaults(run=cmd_unpack)
+
+    p = sub.add_parser("golden", help="run the bit-exact golden model")
+    p.add_argument("image")
+    p.add_argument("--input", required=True, help=".npy, one input vector per row; integers "
+                                                  "are engine activations, floats are quantized")
+    p.add_argument("-o", "--output", required=True, help=".npy for the outputs")
+    p.add_argument("--accumulators", action="store_true",
+                   help="write the first layer's raw accumulators instead of the outputs")
+    p.set_defaults(run=cmd_golden)
+
+    p = sub.add_parser("example", help="prune, pack, inspect and run a built-in example model")
+    p.add_argument("-o", "--output", default="sparsemac-example", help="directory for the files")
+    p.add_argument("--lanes", type=int, default=8)
+    p.set_defaults(run=cmd_example)
+    return parser
+
+
+def _dispatch(argv: list[str]) -> None:
+    args = build_parser().parse_args(argv)
+    args.run(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns the exit status (the console script exits with it)."""
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except (CommandError, ValueError, OSError) as error:
+        # ValueError covers ModelFileError and ImageFormatError; OSError missing files.
+        print(f"sparsemac {args.command}: error: {error}", file=sys.stderr)
+        return 1
+    return 0
