@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .sw import container, footprint as fp, format as fmt, golden, model_io, prune, quantize
+from .sw import container, format as fmt, golden, model_io, prune, quantize
+from .sw.footprint import ModelFootprint, footprint
 
 __all__ = ["main"]
 
@@ -84,12 +85,12 @@ def cmd_pack(args) -> None:
     image = fmt.pack_model(qmodel, lanes=args.lanes, run_bits=args.run_bits,
                            max_run_bits=args.max_run_bits, balance=not args.interleave)
     container.save_image(image, args.output)
-    _print_footprint(fp.footprint(image), image)
+    _print_footprint(footprint(image), image)
     print(f"wrote {args.output} ({Path(args.output).stat().st_size:,} bytes, "
           f"{needed}-bit accumulators suffice)")
 
 
-def _print_footprint(report: fp.ModelFootprint, image: fmt.ModelImage) -> None:
+def _print_footprint(report: ModelFootprint, image: fmt.ModelImage) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -113,7 +114,7 @@ def _print_footprint(report: fp.ModelFootprint, image: fmt.ModelImage) -> None:
 
 def cmd_inspect(args) -> None:
     image = container.load_image(args.image)
-    report = fp.footprint(image)
+    report = footprint(image)
     if args.json:
         print(json.dumps({"lanes": image.lanes, "activation_bits": image.activation_bits,
                           **report.as_dict()}, indent=2))

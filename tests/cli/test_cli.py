@@ -1,0 +1,125 @@
+"""The CLI end to end: each command, and every user error as one line with no traceback."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from sparsemac.cli import main
+from sparsemac.sw import load_image, load_model, model_from_arrays, run_golden, save_model, unpack_model
+
+
+@pytest.fixture
+def weights(tmp_path, rng):
+    w = [rng.standard_normal((40, 30)), rng.standard_normal((10, 40))]
+    path = tmp_path / "model.npz"
+    save_model(model_from_arrays(w, [rng.standard_normal(40), rng.standard_normal(10)]), path)
+    return path
+
+
+def run(*argv: str) -> int:
+    return main([str(a) for a in argv])
+
+
+def test_user_path(weights, tmp_path, rng, capsys):
+    pruned, image, back = tmp_path / "pruned.npz", tmp_path / "m.smac", tmp_path / "back.npz"
+    assert run("prune", weights, "-o", pruned, "--sparsity", 0.9, "--scope", "global") == 0
+    model = load_model(pruned)
+    total = sum(layer.weight.size for layer in model.layers)
+    assert sum(np.count_nonzero(layer.weight) for layer in model.layers) == total - round(0.9 * total)
+
+    assert run("pack", pruned, "-o", image, "--lanes", 4, "--run-bits", "auto") == 0
+    assert "Footprint" in capsys.readouterr().out
+
+    assert run("inspect", image, "--json") == 0
+    report = __import__("json").loads(capsys.readouterr().out)
+    assert report["lanes"] == 4 and report["total"]["nonzeros"] <= total - round(0.9 * total)
+
+    assert run("unpack", image, "-o", back) == 0
+    unpacked = load_model(back)
+    expected = unpack_model(load_image(image))
+    for got, want in zip(unpacked.layers, expected.layers):
+        assert np.array_equal(got.weight, want.weight) and np.array_equal(got.bias, want.bias)
+
+    x = rng.integers(-128, 128, (7, 30))
+    np.save(tmp_path / "x.npy", x)
+    assert run("golden", image, "--input", tmp_path / "x.npy", "-o", tmp_path / "y.npy") == 0
+    assert "cycles per run" in capsys.readouterr().out
+    assert np.array_equal(np.load(tmp_path / "y.npy"), run_golden(load_image(image), x).outputs)
+    assert run("golden", image, "--input", tmp_path / "x.npy", "-o", tmp_path / "a.npy", "--accumulators") == 0
+    assert np.load(tmp_path / "a.npy").shape == (7, 40)
+
+    np.save(tmp_path / "xf.npy", rng.standard_normal((3, 30)))     # floats are quantized
+    assert run("golden", image, "--input", tmp_path / "xf.npy", "-o", tmp_path / "yf.npy") == 0
+    assert np.load(tmp_path / "yf.npy").shape == (3, 10)
+
+
+def test_example_command(tmp_path, capsys):
+    assert run("example", "-o", tmp_path / "ex") == 0
+    out = capsys.readouterr().out
+    assert "Footprint" in out and "cycles per run" in out
+    assert (tmp_path / "ex" / "example.smac").exists()
+
+
+def error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def test_errors(weights, tmp_path, rng, capsys):
+    image = tmp_path / "m.smac"
+    assert run("pack", weights, "-o", image) == 0
+    capsys.readouterr()
+
+    assert run("pack", tmp_path / "absent.npz", "-o", image) == 1
+    assert "absent.npz" in error_line(capsys)
+
+    (tmp_path / "corrupt.smac").write_bytes(image.read_bytes()[:-9])
+    assert run("inspect", tmp_path / "corrupt.smac") == 1
+    assert "truncated" in error_line(capsys)
+
+    data = bytearray(image.read_bytes())
+    data[100] ^= 1
+    (tmp_path / "flipped.smac").write_bytes(bytes(data))
+    assert run("unpack", tmp_path / "flipped.smac", "-o", tmp_path / "o.npz") == 1
+    assert "checksum" in error_line(capsys)
+
+    assert run("prune", weights, "-o", tmp_path / "p.npz", "--sparsity", 1.0) == 1
+    assert "sparsity" in error_line(capsys).lower()
+    assert run("prune", weights, "-o", tmp_path / "p.npz", "--sparsity", -0.1) == 1
+    assert "sparsity" in error_line(capsys).lower()
+
+    bad = tmp_path / "nan.npz"
+    np.savez(bad, **{"fc.weight": np.array([[1.0, np.nan]])})
+    assert run("pack", bad, "-o", image) == 1
+    assert "nan" in error_line(capsys).lower()
+
+    np.save(tmp_path / "wrong.npy", np.zeros((2, 29), dtype=np.int64))
+    assert run("golden", image, "--input", tmp_path / "wrong.npy", "-o", tmp_path / "y.npy") == 1
+    assert "(batch, 30)" in error_line(capsys)
+
+    np.save(tmp_path / "big.npy", np.full((1, 30), 300))
+    assert run("golden", image, "--input", tmp_path / "big.npy", "-o", tmp_path / "y.npy") == 1
+    assert "activation range" in error_line(capsys)
+
+    assert run("pack", weights, "-o", image, "--lanes", 65) == 1
+    assert "Lane count" in error_line(capsys)
+    assert run("pack", weights, "-o", image, "--weight-bits", 17) == 1
+    assert "Weight width" in error_line(capsys)
+    assert run("pack", weights, "-o", image, "--accumulator-bits", 12) == 1
+    assert "accumulators" in error_line(capsys)
+    np.save(tmp_path / "cal.npy", np.zeros((5, 31)))
+    assert run("pack", weights, "-o", image, "--calibration", tmp_path / "cal.npy") == 1
+    assert "Calibration" in error_line(capsys)
+
+
+def test_console_script_exit_status(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "sparsemac", "inspect", str(tmp_path / "none.smac")],
+                          capture_output=True, text=True)
+    assert done.returncode == 1
+    assert done.stderr.startswith("sparsemac inspect: error: No such model image")
+    assert "Traceback" not in done.stderr
