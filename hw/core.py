@@ -1,0 +1,309 @@
+"""The engine core: layer sequencing over the front end, the lanes and the output stages."""
+
+from __future__ import annotations
+
+
+
+from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.lib import data, enum, wiring
+from amaranth.lib.fifo import SyncFIFO
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from sparsemac.sw.golden import EngineTiming
+
+from .front_end import FrontEnd
+from .lane import Lane
+from .output_stage import OutputStage
+from .parameters import EngineParameters, column_layout, layer_layout, row_param_layout
+
+__all__ = ["Core", "LoadTarget", "load_bus_signature"]
+
+
+class LoadTarget(enum.Enum, shape=3):
+    """Which memory a host write on :attr:`Core.load` goes to (docs/protocol.md)."""
+    POINTER = 0
+    ENTRY = 1
+    PARAM = 2
+    LAYER = 3
+    INPUT = 4
+
+
+def load_widths(params: EngineParameters) -> tuple[int, int]:
+    """(address bits, data bits) of the core's load bus."""
+    p = params
+    addr_bits = max(max(1, (depth - 1).bit_length())
+                    for depth in (p.pointer_depth, p.entry_words, p.slot_depth, p.layer_depth,
+                                  p.bank_depth))
+    data_bits = max(p.pointer_bits, p.word_bits, row_param_layout(p).size,
+                    layer_layout(p).size, p.activation_bits)
+    return addr_bits, data_bits
+
+
+def load_bus_signature(params: EngineParameters) -> wiring.Signature:
+    """Host writes into the core's memories: one word of one memory of one lane per cycle."""
+    addr_bits, data_bits = load_widths(params)
+    return wiring.Signature({
+        "en": Out(1),
+        "target": Out(LoadTarget),
+        "lane": Out(range(params.lanes)),
+        "addr": Out(addr_bits),
+        "data": Out(data_bits),
+    })
+
+
+class Core(wiring.Component):
+    """Run consecutive layers of a loaded model on the input in activation buffer 0.
+
+    The activation memory of each lane's bank holds two buffers (ping-pong). A run starts
+    with the input in buffer 0; each layer reads one buffer and its output stage writes the
+    other, and the last layer's buffer is reported on ``result_buffer``. Per layer: one cycle
+    to read the layer table, one to configure, one to prime the front end, the compute phase
+    (front end, FIFOs, lanes) plus the cycle that sees it has finished, ``slots`` cycles of
+    output walk and the output pipeline's drain. docs/engine.md section 4 is the exact count;
+    :attr:`timing` gives its constants.
+
+    Parameters
+    ----------
+    params : EngineParameters
+
+    Members
+    -------
+    start : In(1)
+        Pulse (while not busy) to run ``layer_count`` layers from ``first_layer``.
+    first_layer, layer_count : In
+    clear : In(1)
+        Pulse (while not busy) to zero every accumulator (a soft reset); takes
+        ``bank_depth`` cycles.
+    busy : Out(1)
+    cycles : Out(32)
+        Cycles of the current or last run, counted from the cycle after ``start``.
+    result_buffer : Out(1)
+        The buffer the last run's outputs are in.
+    load : In(load_bus_signature(params))
+        Host writes into the memories; only while not busy.
+    act_en, act_lane, act_buffer, act_addr : In
+        Host reads of an activation bank (data on ``act_data`` the next cycle); only while
+        not busy.
+    act_data : Out(signed(activation_bits))
+
+    Latency and back-pressure: the core takes no back-pressure; ``busy`` falls the cycle after
+    the last output is written.
+    """
+
+    def __init__(self, params: EngineParameters):
+        if not isinstance(params, EngineParameters):
+            raise TypeError(f"Parameters must be an EngineParameters, not {params!r}")
+        self._params = params
+        p = params
+        super().__init__({
+            "start": In(1),
+            "first_layer": In(range(p.layer_depth)),
+            "layer_count": In(range(p.layer_depth + 1)),
+            "clear": In(1),
+            "busy": Out(1),
+            "cycles": Out(32),
+            "result_buffer": Out(1),
+            "load": In(load_bus_signature(p)),
+            "act_en": In(1),
+            "act_lane": In(range(p.lanes)),
+            "act_buffer": In(1),
+            "act_addr": In(range(p.bank_depth)),
+            "act_data": Out(signed(p.activation_bits)),
+        })
+
+    @property
+    def timing(self) -> EngineTiming:
+        """The constants of this build's cycle model (docs/engine.md section 4)."""
+        return EngineTiming(fifo_depth=self._params.fifo_depth, broadcast_latency=1,
+                            mac_latency=Lane.DRAIN_CYCLES, output_latency=4, layer_overhead=4)
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self._params
+        lanes = p.lanes
+        timing = self.timing
+
+        m.submodules.front_end = front_end = FrontEnd(p)
+        lane_blocks, fifos, outputs = [], [], []
+        for index in range(lanes):
+            lane = Lane(p)
+            fifo = SyncFIFO(width=column_layout(p).size, depth=p.fifo_depth)
+            output = OutputStage(p)
+            m.submodules[f"lane{index}"] = lane
+            m.submodules[f"fifo{index}"] = fifo
+            m.submodules[f"output{index}"] = output
+            lane_blocks.append(lane)
+            fifos.append(fifo)
+            outputs.append(output)
+
+        # -- Layer table and configuration --------------------------------------------------
+        m.submodules.layer_table = table = Memory(shape=layer_layout(p), depth=p.layer_depth,
+                                                  init=[])
+        table_wr = table.write_port()
+        table_rd = table.read_port()
+        config = Signal(layer_layout(p))
+
+        # -- Load bus -----------------------------------------------------------------------
+        load = self.load
+        def strobe(target, lane=None):
+            hit = load.en & (load.target == target)
+            return hit if lane is None else hit & (load.lane == lane)
+
+        m.d.comb += [
+            table_wr.en.eq(strobe(LoadTarget.LAYER)),
+            table_wr.addr.eq(load.addr),
+            table_wr.data.eq(load.data),
+        ]
+        for index in range(lanes):
+            lane, output = lane_blocks[index], outputs[index]
+            for port, target in ((lane.pointer_w, LoadTarget.POINTER),
+                                 (lane.entry_w, LoadTarget.ENTRY),
+                                 (output.param_w, LoadTarget.PARAM)):
+                m.d.comb += [
+                    port.en.eq(strobe(target, index)),
+                    port.addr.eq(load.addr),
+                    port.data.eq(load.data),
+                ]
+
+        # -- Activation banks (two buffers each) --------------------------------------------
+        running = Signal()
+        in_buffer = Signal()
+        act_lane_r = Signal.like(self.act_lane)
+        m.d.sync += act_lane_r.eq(self.act_lane)
+        for index in range(lanes):
+            bank = Memory(shape=signed(p.activation_bits), depth=2 * p.bank_depth, init=[])
+            m.submodules[f"bank{index}"] = bank
+            bank_wr, bank_rd = bank.write_port(), bank.read_port()
+            m.d.comb += front_end.rd_data[index].eq(bank_rd.data)
+            with m.If(running):
+                m.d.comb += [
+                    bank_rd.en.eq(front_end.rd_en),
+                    bank_rd.addr.eq(front_end.rd_addr + in_buffer * p.bank_depth),
+                    bank_wr.en.eq(outputs[index].o.valid),
+                    bank_wr.addr.eq(outputs[index].o.payload.slot + (~in_buffer) * p.bank_depth),
+                    bank_wr.data.eq(outputs[index].o.payload.value),
+                ]
+            with m.Else():
+                m.d.comb += [
+                    bank_rd.en.eq(self.act_en),
+                    bank_rd.addr.eq(self.act_addr + self.act_buffer * p.bank_depth),
+                    bank_wr.en.eq(strobe(LoadTarget.INPUT, index)),
+                    bank_wr.addr.eq(load.addr),
+                    bank_wr.data.eq(load.data),
+                ]
+            with m.If(act_lane_r == index):
+                m.d.comb += self.act_data.eq(bank_rd.data)
+
+        # -- Front end, FIFOs, lanes --------------------------------------------------------
+        all_room = Signal()
+        m.d.comb += [
+            all_room.eq(1),
+            front_end.columns.eq(config.columns),
+            front_end.groups.eq(config.groups),
+        ]
+        for fifo in fifos:
+            with m.If(~fifo.w_rdy):
+                m.d.comb += all_room.eq(0)
+        m.d.comb += front_end.o.ready.eq(all_room)
+        all_idle = Signal()
+        m.d.comb += all_idle.eq(~(front_end.o.valid & all_room))
+        for index in range(lanes):
+            lane, fifo, output = lane_blocks[index], fifos[index], outputs[index]
+            m.d.comb += [
+                fifo.w_en.eq(front_end.o.valid & all_room),
+                fifo.w_data.eq(front_end.o.payload),
+                lane.i.valid.eq(fifo.r_rdy),
+                lane.i.payload.eq(fifo.r_data),
+                fifo.r_en.eq(lane.i.ready),
+                lane.value_bits.eq(config.value_bits),
+                lane.run_bits.eq(config.run_bits),
+                lane.entry_base.eq(config.entry_base),
+                lane.pointer_base.eq(config.pointer_base),
+                lane.slots.eq(config.slots),
+                output.param_base.eq(config.param_base),
+                output.relu.eq(config.relu),
+                output.acc.eq(lane.out_data),
+            ]
+            with m.If(fifo.r_rdy | ~lane.idle):
+                m.d.comb += all_idle.eq(0)
+
+        # -- Sequencing ---------------------------------------------------------------------
+        layer = Signal(range(p.layer_depth + 1))
+        remaining = Signal(range(p.layer_depth + 1))
+        idle_cycles = Signal(range(timing.mac_latency + 1))
+        slot = Signal(range(p.bank_depth + 1))
+        drain = Signal(range(timing.output_latency + 1))
+        m.d.comb += table_rd.addr.eq(layer)
+
+        with m.If(idle_cycles < timing.mac_latency):
+            with m.If(all_idle):
+                m.d.sync += idle_cycles.eq(idle_cycles + 1)
+        with m.If(~all_idle):
+            m.d.sync += idle_cycles.eq(0)
+
+        with m.If(running):
+            m.d.sync += self.cycles.eq(self.cycles + 1)
+
+        with m.FSM():
+            with m.State("Idle"):
+                with m.If(self.start):
+                    m.d.sync += [
+                        layer.eq(self.first_layer),
+                        remaining.eq(self.layer_count),
+                        in_buffer.eq(0),
+                        self.cycles.eq(0),
+                    ]
+                    m.next = "Table"
+                with m.Elif(self.clear):
+                    m.d.sync += slot.eq(0)
+                    m.next = "Clear"
+            with m.State("Clear"):
+                m.d.comb += self.busy.eq(1)
+                for lane in lane_blocks:
+                    m.d.comb += [lane.out_en.eq(1), lane.out_addr.eq(slot)]
+                m.d.sync += slot.eq(slot + 1)
+                with m.If(slot == p.bank_depth - 1):
+                    m.next = "Idle"
+            with m.State("Table"):
+                m.d.comb += [self.busy.eq(1), running.eq(1)]
+                m.next = "Config"
+            with m.State("Config"):
+                m.d.comb += [self.busy.eq(1), running.eq(1), front_end.start.eq(1)]
+                m.d.sync += config.eq(table_rd.data)
+                m.next = "Prime"
+            with m.State("Prime"):
+                m.d.comb += [self.busy.eq(1), running.eq(1)]
+                m.d.sync += idle_cycles.eq(timing.mac_latency)
+                m.next = "Compute"
+            with m.State("Compute"):
+                m.d.comb += [self.busy.eq(1), running.eq(1)]
+                with m.If(front_end.done & (idle_cycles == timing.mac_latency)):
+                    m.d.sync += slot.eq(0)
+                    m.next = "Output"
+            with m.State("Output"):
+                m.d.comb += [self.busy.eq(1), running.eq(1)]
+                for lane, output in zip(lane_blocks, outputs):
+                    m.d.comb += [
+                        lane.out_en.eq(1), lane.out_addr.eq(slot),
+                        output.en.eq(1), output.slot.eq(slot),
+                    ]
+                m.d.sync += slot.eq(slot + 1)
+                with m.If(slot + 1 >= config.slots):
+                    m.d.sync += drain.eq(timing.output_latency - 1)
+                    m.next = "Drain"
+            with m.State("Drain"):
+                m.d.comb += [self.busy.eq(1), running.eq(1)]
+                m.d.sync += drain.eq(drain - 1)
+                with m.If(drain == 0):
+                    m.d.sync += [
+                        in_buffer.eq(~in_buffer),
+                        layer.eq(layer + 1),
+                        remaining.eq(remaining - 1),
+                    ]
+                    with m.If(remaining <= 1):
+                        m.d.sync += self.result_buffer.eq(~in_buffer)
+                        m.next = "Idle"
+                    with m.Else():
+                        m.next = "Table"
+        return m

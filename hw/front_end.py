@@ -1,0 +1,136 @@
+"""The front end: scan the activation banks a group at a time, broadcast the nonzeros."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Module, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .parameters import EngineParameters, column_layout
+
+__all__ = ["FrontEnd"]
+
+
+class FrontEnd(wiring.Component):
+    """Scan one group of N activations per cycle; offer its nonzeros one per cycle.
+
+    A *group* is the N activations at one bank address (physical columns ``g*N`` to
+    ``g*N + N - 1``, docs/format.md section 2). The front end keeps the current group in
+    registers and the next one on the banks' read port, so moving on costs nothing after a
+    group's last nonzero is taken, and exactly one cycle for a group with no nonzero.
+    Columns at or past ``columns`` are treated as zero.
+
+    Parameters
+    ----------
+    params : EngineParameters
+
+    Members
+    -------
+    start : In(1)
+        Pulse to scan a new layer; ``columns`` and ``groups`` must hold from the next cycle
+        until the next ``start``.
+    columns : In(column_bits)
+        The layer's physical columns.
+    groups : In(...)
+        ``ceil(columns / N)``.
+    rd_addr : Out(...)
+        Group address for the activation banks' synchronous read port.
+    rd_en : Out(1)
+        Read enable; while low the read port must keep its data.
+    rd_data : In(data.ArrayLayout(signed(activation_bits), N))
+        The banks' read data, one activation per bank.
+    o : Out(stream.Signature(column_layout(params)))
+        The nonzero activations in ascending physical column order.
+    done : Out(1)
+        High from the cycle after the last group has been scanned until the next ``start``.
+
+    Latency and back-pressure: after ``start`` in cycle -2, group 0 is scanned in cycle 0.
+    A nonzero is offered on ``o`` from the cycle its group is current; the front end holds it
+    while ``o.ready`` is low and moves to the next one the cycle after the transfer.
+    ``o.valid`` never depends on ``o.ready``.
+    """
+
+    def __init__(self, params: EngineParameters):
+        if not isinstance(params, EngineParameters):
+            raise TypeError(f"Parameters must be an EngineParameters, not {params!r}")
+        self._params = params
+        group_shape = unsigned(max(1, params.bank_depth.bit_length()))
+        super().__init__({
+            "start": In(1),
+            "columns": In(params.column_bits),
+            "groups": In(group_shape),
+            "rd_addr": Out(unsigned(max(1, (params.bank_depth + 2).bit_length()))),
+            "rd_en": Out(1),
+            "rd_data": In(data.ArrayLayout(signed(params.activation_bits), params.lanes)),
+            "o": Out(stream.Signature(column_layout(params))),
+            "done": Out(1),
+        })
+
+    @property
+    def setup_cycles(self) -> int:
+        """Cycles from ``start`` to the first group being scanned."""
+        return 2
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self._params
+        lanes = p.lanes
+
+        phase_idle, phase_prime, phase_scan = range(3)
+        phase = Signal(range(3))
+        group = Signal(range(p.bank_depth + 2))
+        base = Signal(p.column_bits + 1)          # group * lanes
+        current = Signal(data.ArrayLayout(signed(p.activation_bits), lanes))
+        mask = Signal(lanes)
+
+        def nonzero_mask(values, first_column):
+            bits = []
+            for lane in range(lanes):
+                bit = Signal(name=f"nonzero{lane}")
+                m.d.comb += bit.eq((values[lane] != 0) & (first_column + lane < self.columns))
+                bits.append(bit)
+            return Cat(*bits)
+
+        # The lowest pending nonzero of the current group.
+        pick = Signal(range(lanes))
+        for lane in reversed(range(lanes)):
+            with m.If(mask[lane]):
+                m.d.comb += pick.eq(lane)
+        remaining = Signal(lanes)
+        m.d.comb += remaining.eq(mask & ~(Const(1, lanes) << pick))
+
+        scanning = Signal()
+        m.d.comb += [
+            scanning.eq((phase == phase_scan) & (group != self.groups)),
+            self.done.eq((phase == phase_scan) & (group == self.groups)),
+            self.o.valid.eq(scanning & mask.any()),
+            self.o.payload.column.eq(base + pick),
+            self.o.payload.value.eq(current[pick]),
+        ]
+
+        advance = Signal()
+        with m.If(scanning):
+            with m.If(~mask.any() | (self.o.ready & (remaining == 0))):
+                m.d.comb += advance.eq(1)
+            with m.Elif(self.o.ready):
+                m.d.sync += mask.eq(remaining)
+
+        with m.If(self.start):
+            m.d.comb += [self.rd_addr.eq(0), self.rd_en.eq(1)]
+            m.d.sync += [phase.eq(phase_prime), group.eq(0), base.eq(0)]
+        with m.Elif(phase == phase_prime):
+            m.d.comb += [self.rd_addr.eq(1), self.rd_en.eq(1)]
+            m.d.sync += [
+                phase.eq(phase_scan),
+                current.eq(self.rd_data),
+                mask.eq(nonzero_mask(self.rd_data, 0)),
+            ]
+        with m.Elif(advance):
+            m.d.comb += [self.rd_addr.eq(group + 2), self.rd_en.eq(1)]
+            m.d.sync += [
+                group.eq(group + 1),
+                base.eq(base + lanes),
+                current.eq(self.rd_data),
+                mask.eq(nonzero_mask(self.rd_data, base + lanes)),
+            ]
+        return m
