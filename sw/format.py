@@ -21,6 +21,7 @@ Vocabulary (docs/format.md section 1):
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 from typing import Literal
 
@@ -242,10 +243,11 @@ def assign_rows(row_work: np.ndarray, lanes: int, *, balance: bool) -> np.ndarra
     """Choose which slot of which lane holds each row.
 
     Without ``balance``, EIE's interleave: row ``i`` in lane ``i % lanes``, slot ``i // lanes``.
-    With it, rows are dealt in rounds of ``lanes``, heaviest first: each round gives its
-    heaviest row to the lane with the least work so far (ties to the lower lane), its next to
-    the next lightest, and so on, so every lane gets at most ``ceil(rows / lanes)`` rows.
-    Within a lane, rows are kept in ascending order.
+    With it, longest-processing-time first: rows in order of decreasing work (ties: lower row
+    first) each go to the lane with the least work so far that still has a free slot (ties:
+    lower lane), so every lane gets at most ``ceil(rows / lanes)`` rows. Within a lane, rows
+    take slots in the order they were dealt, heaviest in slot 0: a heavy row's nonzeros then
+    follow few zero slots and need fewer fillers.
 
     Returns
     -------
@@ -258,21 +260,15 @@ def assign_rows(row_work: np.ndarray, lanes: int, *, balance: bool) -> np.ndarra
         padded[:rows] = np.arange(rows)
         return padded.reshape(slots, lanes).T.copy()
 
-    order = np.argsort(-row_work, kind="stable")
-    lane_work = np.zeros(lanes, dtype=np.int64)
-    lane_of_row = np.empty(rows, dtype=np.int64)
-    for start in range(0, rows, lanes):          # one round per slot: O(slots) NumPy steps
-        batch = order[start:start + lanes]
-        lightest = np.argsort(lane_work, kind="stable")[:batch.size]
-        lane_of_row[batch] = lightest
-        lane_work[lightest] += row_work[batch]
-    # Ascending rows within each lane: sort by (lane, row), then number the slots.
-    by_lane = np.lexsort((np.arange(rows), lane_of_row))
-    lane_sorted = lane_of_row[by_lane]
-    lane_start = np.searchsorted(lane_sorted, np.arange(lanes))
-    slot = np.arange(rows) - lane_start[lane_sorted]
     row_of_slot = np.full((lanes, slots), -1, dtype=np.int64)
-    row_of_slot[lane_sorted, slot] = by_lane
+    filled = [0] * lanes
+    open_lanes = [(0, lane) for lane in range(lanes)]     # a heap of (work so far, lane)
+    for row in np.argsort(-np.asarray(row_work), kind="stable").tolist():   # one step per row
+        work, lane = heapq.heappop(open_lanes)
+        row_of_slot[lane, filled[lane]] = row
+        filled[lane] += 1
+        if filled[lane] < slots:
+            heapq.heappush(open_lanes, (work + int(row_work[row]), lane))
     return row_of_slot
 
 
@@ -289,24 +285,32 @@ class _Nonzeros:
 
 def _nonzeros(weight: np.ndarray, row_of_slot: np.ndarray, input_order: np.ndarray) -> _Nonzeros:
     lanes, slots = row_of_slot.shape
-    slot_of_row = np.empty(weight.shape[0], dtype=np.int64)
-    lane_of_row = np.empty(weight.shape[0], dtype=np.int64)
-    held = row_of_slot >= 0
-    lane_index, slot_index = np.nonzero(held)
-    lane_of_row[row_of_slot[held]] = lane_index
-    slot_of_row[row_of_slot[held]] = slot_index
-
-    physical_of_input = np.full(weight.shape[1], -1, dtype=np.int64)
+    columns = weight.shape[1]
+    physical_of_input = np.full(columns, -1, dtype=np.int64)
     valid = input_order >= 0
     physical_of_input[input_order[valid]] = np.nonzero(valid)[0]
 
-    row, col = np.nonzero(weight)
-    if np.any(physical_of_input[col] < 0):
+    # Scan the nonzero mask with its rows in (lane, slot) order: nonzeros come out ordered
+    # by (lane, slot, column), each row's read sequentially.
+    held = row_of_slot.reshape(-1)
+    permuted = (weight != 0)[np.maximum(held, 0)]
+    permuted[held < 0] = False
+    lane_slot, col = np.divmod(np.flatnonzero(permuted), columns)
+    pcol = physical_of_input[col]
+    if np.any(pcol < 0):
         raise ValueError("A nonzero weight belongs to an input with no physical column")
-    lane, slot, pcol = lane_of_row[row], slot_of_row[row], physical_of_input[col]
-    order = np.lexsort((slot, pcol, lane))
-    lane, slot, pcol = lane[order], slot[order], pcol[order]
-    value = weight[row[order], col[order]].astype(np.int64)
+    value = weight.reshape(-1)[held[lane_slot] * columns + col].astype(np.int64)
+    # Reorder to (lane, physical column, slot): a stable sort on the column within each lane
+    # keeps slots ascending. Keys below 2**16 get NumPy's radix sort.
+    key = pcol.astype(np.uint16 if input_order.shape[0] <= 1 << 16 else np.int64)
+    bounds = np.searchsorted(lane_slot, np.arange(lanes + 1) * slots)
+    order = np.empty(lane_slot.size, dtype=np.int64)
+    for lane in range(lanes):                      # at most 64 NumPy sorts
+        a, b = bounds[lane], bounds[lane + 1]
+        order[a:b] = a + np.argsort(key[a:b], kind="stable")
+    lane = np.repeat(np.arange(lanes), np.diff(bounds))
+    slot = (lane_slot % slots)[order]
+    pcol, value = pcol[order], value[order]
     # The gap before an entry: zero slots since the previous nonzero of the same (lane, column).
     starts_group = np.ones(lane.size, dtype=bool)
     starts_group[1:] = (lane[1:] != lane[:-1]) | (pcol[1:] != pcol[:-1])
