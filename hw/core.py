@@ -80,6 +80,8 @@ class Core(wiring.Component):
         Cycles of the current or last run, counted from the cycle after ``start``.
     result_buffer : Out(1)
         The buffer the last run's outputs are in.
+    result_slots : Out
+        Slots of the last layer run (its outputs are ``lanes * result_slots`` activations).
     load : In(load_bus_signature(params))
         Host writes into the memories; only while not busy.
     act_en, act_lane, act_buffer, act_addr : In
@@ -104,6 +106,7 @@ class Core(wiring.Component):
             "busy": Out(1),
             "cycles": Out(32),
             "result_buffer": Out(1),
+            "result_slots": Out(max(1, p.bank_depth.bit_length())),
             "load": In(load_bus_signature(p)),
             "act_en": In(1),
             "act_lane": In(range(p.lanes)),
@@ -143,6 +146,7 @@ class Core(wiring.Component):
         table_wr = table.write_port()
         table_rd = table.read_port()
         config = Signal(layer_layout(p))
+        m.d.comb += self.result_slots.eq(config.slots)
 
         # -- Load bus -----------------------------------------------------------------------
         load = self.load
@@ -170,7 +174,8 @@ class Core(wiring.Component):
         running = Signal()
         in_buffer = Signal()
         act_lane_r = Signal.like(self.act_lane)
-        m.d.sync += act_lane_r.eq(self.act_lane)
+        with m.If(self.act_en):
+            m.d.sync += act_lane_r.eq(self.act_lane)
         for index in range(lanes):
             bank = Memory(shape=signed(p.activation_bits), depth=2 * p.bank_depth, init=[])
             m.submodules[f"bank{index}"] = bank

@@ -21,6 +21,10 @@ __all__ = ["EngineTiming", "GoldenResult", "run_golden", "layer_cycles", "layer_
 class EngineTiming:
     """The timing constants of an engine build (docs/engine.md section 4).
 
+    The defaults are those of the gateware in ``hw/`` (``sparsemac.hw.Engine(...).timing``,
+    whose FIFO depth is a build parameter); docs/engine.md section 4.1 derives each from the
+    pipeline.
+
     Attributes
     ----------
     fifo_depth : entries in each lane's activation FIFO
@@ -31,10 +35,10 @@ class EngineTiming:
     layer_overhead : fixed cycles per layer (configuration, phase changes)
     """
     fifo_depth: int = 4
-    broadcast_latency: int = 2
-    mac_latency: int = 3
+    broadcast_latency: int = 1
+    mac_latency: int = 4
     output_latency: int = 4
-    layer_overhead: int = 2
+    layer_overhead: int = 4
 
     def __post_init__(self):
         if self.fifo_depth < 1:

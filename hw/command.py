@@ -1,0 +1,448 @@
+"""The command processor: the byte protocol of docs/protocol.md, engine side."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
+from amaranth.lib import enum, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from sparsemac.sw.golden import EngineTiming
+from sparsemac.sw.numerics import MAX_SHIFT
+from sparsemac.sw.protocol import (COMMAND_SYNC, ITEM_BYTES, MAX_PAYLOAD, PROTOCOL_VERSION,
+                                   RESPONSE_SYNC, WRITE_HEADER, BuildInfo, Opcode, Status,
+                                   Target)
+
+from .core import LoadTarget, load_bus_signature
+from .parameters import EngineParameters, layer_layout, row_param_layout
+
+__all__ = ["CommandProcessor", "build_info"]
+
+
+def build_info(params: EngineParameters, timing: EngineTiming) -> BuildInfo:
+    """What INFO reports for a build."""
+    p = params
+    return BuildInfo(lanes=p.lanes, weight_bits=p.weight_bits,
+                     activation_bits=p.activation_bits, accumulator_bits=p.accumulator_bits,
+                     max_run_bits=p.max_run_bits, word_bits=p.word_bits,
+                     fifo_depth=p.fifo_depth, entry_words=p.entry_words,
+                     pointer_depth=p.pointer_depth, slot_depth=p.slot_depth,
+                     bank_depth=p.bank_depth, layer_depth=p.layer_depth,
+                     pointer_bits=p.pointer_bits, timing=timing)
+
+
+class _Reply(enum.Enum, shape=3):
+    NONE = 0
+    INFO = 1
+    STATUS = 2
+    WORD = 3
+    OUTPUT = 4
+
+
+class CommandProcessor(wiring.Component):
+    """Decode command frames from ``i``, drive the core, answer every frame on ``o``.
+
+    Frames and their checks are docs/protocol.md. A frame with an unknown opcode, a bad
+    length or a bad field is consumed to its end and answered with an error status; a length
+    above :data:`~sparsemac.sw.protocol.MAX_PAYLOAD` is answered at once. Bytes outside a
+    frame that are not the sync byte are dropped.
+
+    Parameters
+    ----------
+    params : EngineParameters
+    timing : EngineTiming
+        The core's cycle-model constants, reported by INFO.
+
+    Members
+    -------
+    i : In(stream.Signature(8))
+        Command bytes.
+    o : Out(stream.Signature(8))
+        Response bytes.
+    core_* : the core's control, status, load and activation-read ports (see :class:`Core`).
+
+    Latency and back-pressure: one command byte per cycle at most (a WRITE item costs one
+    extra cycle); ``i.ready`` is low while the processor executes a command or sends a
+    response, and every response byte waits for ``o.ready``. ``o.valid`` never depends on
+    ``o.ready``.
+    """
+
+    def __init__(self, params: EngineParameters, timing: EngineTiming):
+        if not isinstance(params, EngineParameters):
+            raise TypeError(f"Parameters must be an EngineParameters, not {params!r}")
+        if params.word_bits < 8:
+            raise ValueError(f"Entry word width must be at least 8 bits for the byte "
+                             f"protocol, not {params.word_bits!r}")
+        self._params = params
+        self._info = build_info(params, timing)
+        p = params
+        super().__init__({
+            "i": In(stream.Signature(8)),
+            "o": Out(stream.Signature(8)),
+            "core_start": Out(1),
+            "core_first_layer": Out(range(p.layer_depth)),
+            "core_layer_count": Out(range(p.layer_depth + 1)),
+            "core_clear": Out(1),
+            "core_busy": In(1),
+            "core_cycles": In(32),
+            "core_result_buffer": In(1),
+            "core_result_slots": In(max(1, p.bank_depth.bit_length())),
+            "core_load": Out(load_bus_signature(p)),
+            "core_act_en": Out(1),
+            "core_act_lane": Out(range(p.lanes)),
+            "core_act_buffer": Out(1),
+            "core_act_addr": Out(range(p.bank_depth)),
+            "core_act_data": In(p.activation_bits),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self._params
+        lanes = p.lanes
+        act_bytes = p.activation_bits // 8
+        byte = self.i.payload
+
+        opcode = Signal(8)
+        length = Signal(32)
+        remaining = Signal(range(MAX_PAYLOAD + 1))
+        index = Signal(range(64))
+        item = Signal(24 * 8)
+        status = Signal(8)
+        reply = Signal(_Reply)
+        reply_length = Signal(32)
+        reply_word = Signal(32)
+        sent = Signal(32)
+
+        has_input = Signal()
+        has_result = Signal()
+        layer_loaded = Signal(p.layer_depth)
+        result_count = Signal(32)
+        m.d.comb += result_count.eq(Const(lanes) * self.core_result_slots)
+
+        target = Signal(8)
+        lane = Signal(8)
+        address = Signal(33)
+        written = Signal(32)
+        bank_lane = Signal(range(lanes))
+        bank_addr = Signal(range(p.bank_depth + 1))
+        low_byte = Signal(8)
+        act_data = Signal(p.activation_bits)
+
+        def respond(code, kind=_Reply.NONE, size=0):
+            m.d.sync += [status.eq(code), reply.eq(kind), reply_length.eq(size), index.eq(0)]
+            m.next = "ReplySync"
+
+        def skip_then(code):
+            m.d.sync += status.eq(code)
+            m.next = "Skip"
+
+        def take_byte():
+            m.d.comb += self.i.ready.eq(1)
+            return self.i.valid
+
+        # -- Checks of a WRITE item ---------------------------------------------------------
+        depth = Signal(33)
+        size = Signal(range(25))
+        with m.Switch(target):
+            with m.Case(Target.POINTER):
+                m.d.comb += [depth.eq(p.pointer_depth), size.eq(ITEM_BYTES[Target.POINTER])]
+            with m.Case(Target.ENTRY):
+                m.d.comb += [depth.eq(p.entry_words), size.eq(p.word_bits // 8)]
+            with m.Case(Target.PARAM):
+                m.d.comb += [depth.eq(p.slot_depth), size.eq(ITEM_BYTES[Target.PARAM])]
+            with m.Case(Target.LAYER):
+                m.d.comb += [depth.eq(p.layer_depth), size.eq(ITEM_BYTES[Target.LAYER])]
+
+        row = layer_layout(p)
+        columns, groups, slots = item[0:32], item[32:48], item[48:64]
+        value_bits, run_bits, relu = item[64:72], item[72:80], item[80:88]
+        entry_base, pointer_base, param_base = item[96:128], item[128:160], item[160:192]
+        layer_ok = Signal()
+        m.d.comb += layer_ok.eq(
+            (columns >= 1) & (columns <= lanes * p.bank_depth)
+            & (groups * lanes >= columns) & ((groups - 1) * lanes < columns)
+            & (slots >= 1) & (slots <= p.bank_depth)
+            & (value_bits >= 4) & (value_bits <= p.weight_bits)
+            & (run_bits >= 1) & (run_bits <= p.max_run_bits)
+            & (relu <= 1) & (item[88:96] == 0)
+            & (entry_base < p.entry_words)
+            & (pointer_base + columns + 1 <= p.pointer_depth)
+            & (param_base + slots <= p.slot_depth))
+        layer_data = Signal(row)
+        m.d.comb += [
+            layer_data.columns.eq(columns), layer_data.groups.eq(groups),
+            layer_data.slots.eq(slots), layer_data.value_bits.eq(value_bits),
+            layer_data.run_bits.eq(run_bits), layer_data.relu.eq(relu),
+            layer_data.entry_base.eq(entry_base), layer_data.pointer_base.eq(pointer_base),
+            layer_data.param_base.eq(param_base),
+        ]
+        acc_bits = p.accumulator_bits
+        bias_top = item[acc_bits - 1:64]
+        param_ok = Signal()
+        m.d.comb += param_ok.eq(((bias_top == 0) | (bias_top == (1 << (65 - acc_bits)) - 1))
+                                & (item[80:88] <= MAX_SHIFT))
+        param_data = Signal(row_param_layout(p))
+        m.d.comb += [
+            param_data.bias.eq(item[:acc_bits]),
+            param_data.multiplier.eq(item[64:80]),
+            param_data.shift.eq(item[80:86]),
+        ]
+        pointer_ok = Signal()
+        m.d.comb += pointer_ok.eq(item[:32] < (1 << p.pointer_bits))
+
+        # -- Reply bytes --------------------------------------------------------------------
+        info = self._info.to_bytes()
+        info_bytes = Array(Const(b, 8) for b in info)
+        shown_count = Signal(32)
+        m.d.comb += shown_count.eq(Mux(has_result, result_count, 0))
+        status_bytes = Array([Cat(has_input, has_result, Const(0, 6)),
+                              *(self.core_cycles[8 * k:8 * k + 8] for k in range(4)),
+                              *(shown_count[8 * k:8 * k + 8] for k in range(4))])
+        word_bytes = Array(reply_word[8 * k:8 * k + 8] for k in range(4))
+
+        core = self  # the core_* ports
+        with m.FSM():
+            with m.State("Sync"):
+                with m.If(take_byte() & (byte == COMMAND_SYNC)):
+                    m.next = "Opcode"
+            with m.State("Opcode"):
+                with m.If(take_byte()):
+                    m.d.sync += [opcode.eq(byte), index.eq(0)]
+                    m.next = "Length"
+            with m.State("Length"):
+                with m.If(take_byte()):
+                    m.d.sync += [length.word_select(index[:2], 8).eq(byte), index.eq(index + 1)]
+                    with m.If(index == 3):
+                        m.next = "Dispatch"
+            with m.State("Dispatch"):
+                m.d.sync += [remaining.eq(length), index.eq(0), status.eq(Status.OK)]
+                with m.If(length > MAX_PAYLOAD):
+                    respond(Status.BAD_LENGTH)
+                with m.Else():
+                    with m.Switch(opcode):
+                        for op, expect in ((Opcode.INFO, 0), (Opcode.STATUS, 0),
+                                           (Opcode.RESET, 0), (Opcode.RUN, 2),
+                                           (Opcode.READ_OUTPUT, 4)):
+                            with m.Case(op):
+                                with m.If(length != expect):
+                                    skip_then(Status.BAD_LENGTH)
+                                with m.Else():
+                                    m.next = "Collect"
+                        with m.Case(Opcode.WRITE_INPUT):
+                            with m.If((length > lanes * p.bank_depth * act_bytes)
+                                      | (length[0] & (act_bytes == 2))):
+                                skip_then(Status.BAD_LENGTH)
+                            with m.Else():
+                                m.d.sync += [bank_lane.eq(0), bank_addr.eq(0),
+                                             has_result.eq(0)]
+                                m.next = "Input"
+                        with m.Case(Opcode.WRITE):
+                            with m.If(length < WRITE_HEADER):
+                                skip_then(Status.BAD_LENGTH)
+                            with m.Else():
+                                m.d.sync += remaining.eq(WRITE_HEADER)
+                                m.next = "Collect"
+                        with m.Default():
+                            skip_then(Status.BAD_OPCODE)
+            with m.State("Skip"):
+                m.d.comb += self.i.ready.eq(remaining != 0)
+                with m.If(remaining == 0):
+                    respond(status)
+                with m.Elif(self.i.valid):
+                    m.d.sync += remaining.eq(remaining - 1)
+            with m.State("Collect"):
+                m.d.comb += self.i.ready.eq(remaining != 0)
+                with m.If(remaining == 0):
+                    m.next = "Execute"
+                with m.Elif(self.i.valid):
+                    m.d.sync += [item.word_select(index[:5], 8).eq(byte),
+                                 index.eq(index + 1), remaining.eq(remaining - 1)]
+
+            with m.State("Execute"):
+                with m.Switch(opcode):
+                    with m.Case(Opcode.INFO):
+                        respond(Status.OK, _Reply.INFO, len(info))
+                    with m.Case(Opcode.STATUS):
+                        respond(Status.OK, _Reply.STATUS, 9)
+                    with m.Case(Opcode.RESET):
+                        m.d.comb += core.core_clear.eq(1)
+                        m.d.sync += [has_input.eq(0), has_result.eq(0)]
+                        m.next = "ResetWait"
+                    with m.Case(Opcode.RUN):
+                        first, count = item[0:8], item[8:16]
+                        missing = Signal()
+                        for k in range(p.layer_depth):
+                            with m.If((k >= first) & (k < first + count) & ~layer_loaded[k]):
+                                m.d.comb += missing.eq(1)
+                        with m.If((count == 0) | (first + count > p.layer_depth)):
+                            respond(Status.BAD_VALUE)
+                        with m.Elif(missing):
+                            respond(Status.NOT_LOADED)
+                        with m.Elif(~has_input):
+                            respond(Status.NO_INPUT)
+                        with m.Else():
+                            m.d.comb += [core.core_start.eq(1),
+                                         core.core_first_layer.eq(first),
+                                         core.core_layer_count.eq(count)]
+                            m.d.sync += has_result.eq(0)
+                            with m.If(count >= 2):
+                                m.d.sync += has_input.eq(0)
+                            m.next = "RunWait"
+                    with m.Case(Opcode.READ_OUTPUT):
+                        count = item[0:32]
+                        with m.If(~has_result):
+                            respond(Status.NO_RESULT)
+                        with m.Elif(count > result_count):
+                            respond(Status.BAD_ADDRESS)
+                        with m.Else():
+                            m.d.sync += [length.eq(count), sent.eq(0), bank_lane.eq(0),
+                                         bank_addr.eq(0)]
+                            respond(Status.OK, _Reply.OUTPUT, count * act_bytes)
+                    with m.Case(Opcode.WRITE):
+                        m.d.sync += [
+                            target.eq(item[0:8]), lane.eq(item[8:16]),
+                            address.eq(item[16:48]), written.eq(0), index.eq(0),
+                            remaining.eq(length - WRITE_HEADER),
+                        ]
+                        with m.If(item[0:8] > Target.LAYER):
+                            m.d.sync += status.eq(Status.BAD_TARGET)
+                        with m.Elif((item[8:16] >= lanes)
+                                    | ((item[0:8] == Target.LAYER) & (item[8:16] != 0))):
+                            m.d.sync += status.eq(Status.BAD_ADDRESS)
+                        m.next = "WriteBytes"
+
+            with m.State("ResetWait"):
+                with m.If(~core.core_busy):
+                    respond(Status.OK)
+            with m.State("RunWait"):
+                with m.If(~core.core_busy):
+                    m.d.sync += [has_result.eq(1), reply_word.eq(core.core_cycles)]
+                    respond(Status.OK, _Reply.WORD, 4)
+
+            with m.State("WriteBytes"):
+                m.d.comb += self.i.ready.eq(remaining != 0)
+                with m.If(remaining == 0):
+                    with m.If((index != 0) & (status == Status.OK)):
+                        m.d.sync += status.eq(Status.BAD_LENGTH)
+                    m.d.sync += [reply.eq(_Reply.WORD), reply_length.eq(4),
+                                 reply_word.eq(written), index.eq(0)]
+                    m.next = "ReplySync"
+                with m.Elif(self.i.valid):
+                    m.d.sync += [item.word_select(index[:5], 8).eq(byte),
+                                 remaining.eq(remaining - 1), index.eq(index + 1)]
+                    with m.If(index + 1 == size):
+                        m.d.sync += index.eq(0)
+                        m.next = "WriteItem"
+            with m.State("WriteItem"):
+                load = core.core_load
+                m.d.sync += address.eq(address + 1)
+                m.next = "WriteBytes"
+                with m.If(status == Status.OK):
+                    ok = Signal()
+                    with m.Switch(target):
+                        with m.Case(Target.POINTER):
+                            m.d.comb += [ok.eq(pointer_ok), load.target.eq(LoadTarget.POINTER),
+                                         load.data.eq(item[:32])]
+                        with m.Case(Target.ENTRY):
+                            m.d.comb += [ok.eq(1), load.target.eq(LoadTarget.ENTRY),
+                                         load.data.eq(item[:p.word_bits])]
+                        with m.Case(Target.PARAM):
+                            m.d.comb += [ok.eq(param_ok), load.target.eq(LoadTarget.PARAM),
+                                         load.data.eq(param_data)]
+                        with m.Case(Target.LAYER):
+                            m.d.comb += [ok.eq(layer_ok), load.target.eq(LoadTarget.LAYER),
+                                         load.data.eq(layer_data)]
+                    m.d.comb += [load.lane.eq(lane), load.addr.eq(address)]
+                    with m.If(address >= depth):
+                        m.d.sync += status.eq(Status.BAD_ADDRESS)
+                    with m.Elif(~ok):
+                        m.d.sync += status.eq(Status.BAD_VALUE)
+                        with m.If(target == Target.LAYER):
+                            m.d.sync += layer_loaded.bit_select(address[:max(1, (p.layer_depth - 1).bit_length())], 1).eq(0)
+                    with m.Else():
+                        m.d.comb += load.en.eq(1)
+                        m.d.sync += written.eq(written + 1)
+                        with m.If(target == Target.LAYER):
+                            m.d.sync += layer_loaded.bit_select(address[:max(1, (p.layer_depth - 1).bit_length())], 1).eq(1)
+
+            with m.State("Input"):
+                m.d.comb += self.i.ready.eq(remaining != 0)
+                with m.If(remaining == 0):
+                    m.d.sync += has_input.eq(1)
+                    respond(Status.OK)
+                with m.Elif(self.i.valid):
+                    m.d.sync += [remaining.eq(remaining - 1), low_byte.eq(byte),
+                                 index.eq(~index[0] if act_bytes == 2 else 0)]
+                    complete = index[0] if act_bytes == 2 else Const(1)
+                    with m.If(complete):
+                        load = core.core_load
+                        m.d.comb += [
+                            load.en.eq(1), load.target.eq(LoadTarget.INPUT),
+                            load.lane.eq(bank_lane), load.addr.eq(bank_addr),
+                            load.data.eq(Cat(low_byte, byte) if act_bytes == 2 else byte),
+                        ]
+                        with m.If(bank_lane == lanes - 1):
+                            m.d.sync += [bank_lane.eq(0), bank_addr.eq(bank_addr + 1)]
+                        with m.Else():
+                            m.d.sync += bank_lane.eq(bank_lane + 1)
+
+            # -- Replies --------------------------------------------------------------------
+            with m.State("ReplySync"):
+                m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(RESPONSE_SYNC)]
+                with m.If(self.o.ready):
+                    m.next = "ReplyStatus"
+            with m.State("ReplyStatus"):
+                m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(status)]
+                with m.If(self.o.ready):
+                    m.d.sync += index.eq(0)
+                    m.next = "ReplyLength"
+            with m.State("ReplyLength"):
+                m.d.comb += [self.o.valid.eq(1),
+                             self.o.payload.eq(reply_length.word_select(index[:2], 8))]
+                with m.If(self.o.ready):
+                    m.d.sync += index.eq(index + 1)
+                    with m.If(index == 3):
+                        m.d.sync += index.eq(0)
+                        with m.If(reply_length == 0):
+                            m.next = "Sync"
+                        with m.Elif(reply == _Reply.OUTPUT):
+                            m.next = "OutputRead"
+                        with m.Else():
+                            m.next = "ReplyPayload"
+            with m.State("ReplyPayload"):
+                m.d.comb += self.o.valid.eq(1)
+                with m.Switch(reply):
+                    with m.Case(_Reply.INFO):
+                        m.d.comb += self.o.payload.eq(info_bytes[index])
+                    with m.Case(_Reply.STATUS):
+                        m.d.comb += self.o.payload.eq(status_bytes[index])
+                    with m.Case(_Reply.WORD):
+                        m.d.comb += self.o.payload.eq(word_bytes[index[:2]])
+                with m.If(self.o.ready):
+                    m.d.sync += index.eq(index + 1)
+                    with m.If(index + 1 == reply_length):
+                        m.next = "Sync"
+            with m.State("OutputRead"):
+                m.d.comb += [core.core_act_en.eq(1), core.core_act_lane.eq(bank_lane),
+                             core.core_act_addr.eq(bank_addr),
+                             core.core_act_buffer.eq(core.core_result_buffer)]
+                m.next = "OutputLow"
+            with m.State("OutputLow"):
+                m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(core.core_act_data[:8])]
+                with m.If(self.o.ready):
+                    m.next = "OutputHigh" if act_bytes == 2 else "OutputNext"
+            if act_bytes == 2:
+                with m.State("OutputHigh"):
+                    m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(core.core_act_data[8:])]
+                    with m.If(self.o.ready):
+                        m.next = "OutputNext"
+            with m.State("OutputNext"):
+                m.d.sync += sent.eq(sent + 1)
+                with m.If(bank_lane == lanes - 1):
+                    m.d.sync += [bank_lane.eq(0), bank_addr.eq(bank_addr + 1)]
+                with m.Else():
+                    m.d.sync += bank_lane.eq(bank_lane + 1)
+                with m.If(sent + 1 == length):
+                    m.next = "Sync"
+                with m.Else():
+                    m.next = "OutputRead"
+        return m
