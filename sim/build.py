@@ -47,6 +47,8 @@ __all__ = [
     "build_cocotb",
     "build_harness",
     "lint",
+    "locked_build",
+    "rich_progress",
     "WAIVERS",
     "HARNESS_SOURCE",
 ]
@@ -169,7 +171,7 @@ def convert(
         params_json = json.dumps(params, sort_keys=True)
     except TypeError as exc:
         raise TypeError(f"Design parameters must be JSON-serialisable, not {params!r}: {exc}") from None
-    memo_key = (factory, params_json, name)
+    memo_key = (factory, params_json, name, cache_root())
     with _converted_lock:
         if memo_key in _converted:
             return _converted[memo_key]
@@ -343,3 +345,28 @@ def lint(design: Design, *, waivers: bool = True) -> list[str]:
                str(design.verilog)]
     result = subprocess.run(command, env=verilator_env(), capture_output=True, text=True)
     return [line for line in result.stderr.splitlines() if line.startswith("%")]
+
+
+@contextmanager
+def rich_progress(label: str = "Verilator") -> Iterator[Progress]:
+    """A :data:`Progress` callback for command-line tools: a spinner on stderr with the elapsed
+    time and the build's latest output line, and our own status lines printed as they come.
+
+    ::
+
+        with rich_progress() as progress:
+            build_harness(design, progress=progress)
+    """
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = Console(stderr=True)
+    started = time.monotonic()
+    with console.status(f"{label}: starting") as status:
+        def progress(line: str) -> None:
+            if line.startswith(("pipe harness", "cocotb model", "waiting for", "reusing")):
+                console.print(escape(line), highlight=False)
+            elif line:
+                shown = line if len(line) <= 100 else line[:97] + "..."
+                status.update(f"{label} [{time.monotonic() - started:4.0f} s]: {escape(shown)}")
+        yield progress
