@@ -117,3 +117,92 @@ def test_two_layers(seed):
     second = random_layer(rng, "fc2", rows=7, columns=10, density=0.5, relu=False)
     inputs = [random_input(rng, 9) for _ in range(2)]
     check(params, [first, second], inputs, seed)
+
+
+def _layer(name, weight, rng, *, weight_bits=8, relu=False, activation_bits=8):
+    """A layer with given weights and random requantization that keeps outputs in range."""
+    from sparsemac.sw.quantize import QuantLayer
+    rows = weight.shape[0]
+    scale = max(1, int(np.abs(weight).sum(axis=1).max()) << (activation_bits - 1))
+    shift = np.full(rows, max(1, scale.bit_length() + 16 - activation_bits), dtype=np.int64)
+    return QuantLayer(name, weight.astype(np.int64), rng.integers(-300, 301, size=rows),
+                      rng.integers(1 << 15, 1 << 16, size=rows), shift, relu, weight_bits)
+
+
+def test_all_zero_matrix_and_input():
+    rng = np.random.default_rng(11)
+    params = EngineParameters(lanes=3, max_run_bits=2)
+    layer = _layer("zero", np.zeros((5, 7), dtype=np.int64), rng)
+    inputs = [random_input(rng, 7), np.zeros(7, dtype=np.int64)]
+    check(params, [layer], inputs, 11)
+
+
+def test_empty_rows_and_columns_one_nonzero():
+    rng = np.random.default_rng(12)
+    params = EngineParameters(lanes=4, max_run_bits=2)
+    weight = np.zeros((9, 11), dtype=np.int64)
+    weight[6, 8] = -77                                   # one nonzero, in a late row and column
+    inputs = [random_input(rng, 11, zero_fraction=0.0), np.eye(11, dtype=np.int64)[8] * -128,
+              np.zeros(11, dtype=np.int64)]
+    check(params, [_layer("one", weight, rng)], inputs, 12)
+
+
+@pytest.mark.parametrize("run_bits", [1, 2])
+def test_longest_runs_and_fillers(run_bits):
+    """Tall sparse columns: gaps far longer than a run field holds need filler entries."""
+    rng = np.random.default_rng(13 + run_bits)
+    params = EngineParameters(lanes=2, max_run_bits=2, bank_depth=16)
+    weight = np.zeros((30, 6), dtype=np.int64)
+    weight[29, :] = 5                                     # last slot of lane 1: longest gap
+    weight[0, 2], weight[28, 3], weight[14, 4] = 3, -4, 7
+    inputs = [random_input(rng, 6, zero_fraction=0.2) for _ in range(2)]
+    # EIE's interleave keeps row 29 in the last slot of lane 1 (the balanced deal would not).
+    image = pack([_layer("tall", weight, rng)], params, run_bits=run_bits, balance=False)
+    assert image.layers[0].fillers >= 20
+    check(params, [_layer("tall", weight, np.random.default_rng(13))], inputs, 13,
+          run_bits=run_bits, balance=False)
+
+
+def test_extreme_values():
+    rng = np.random.default_rng(14)
+    params = EngineParameters(lanes=3, max_run_bits=3)
+    layer = random_layer(rng, "extreme", rows=7, columns=8, density=0.6, extreme=True)
+    inputs = [np.full(8, -128), np.full(8, 127), random_input(rng, 8, zero_fraction=0.0)]
+    check(params, [layer], inputs, 14)
+
+
+@pytest.mark.parametrize("lanes,word_bits,weight_bits,run_bits", [
+    (1, 8, 4, 4),       # one lane; 8-bit entries straddle every byte boundary
+    (5, 32, 16, 6),     # widest weights; entries straddle 32-bit words
+    (2, 64, 8, 8),      # widest runs, 64-bit words
+])
+def test_widths(lanes, word_bits, weight_bits, run_bits):
+    rng = np.random.default_rng(15 + lanes)
+    params = EngineParameters(lanes=lanes, word_bits=word_bits, weight_bits=weight_bits,
+                              max_run_bits=run_bits, accumulator_bits=40, bank_depth=16)
+    layer = random_layer(rng, "fc", rows=int(rng.integers(4, 12)), columns=9, density=0.35,
+                         weight_bits=weight_bits)
+    inputs = [random_input(rng, 9) for _ in range(2)]
+    check(params, [layer], inputs, 15 + lanes)
+
+
+def test_three_layers_mixed_widths_fifo_depth_one():
+    """Layers of different weight widths back to back; a FIFO of one entry stalls the scan."""
+    rng = np.random.default_rng(16)
+    params = EngineParameters(lanes=3, weight_bits=8, max_run_bits=4, fifo_depth=1)
+    layers = [random_layer(rng, "a", rows=8, columns=6, density=0.5, weight_bits=8),
+              random_layer(rng, "b", rows=4, columns=8, density=0.7, weight_bits=5),
+              random_layer(rng, "c", rows=7, columns=4, density=0.6, weight_bits=4, relu=False)]
+    inputs = [random_input(rng, 6) for _ in range(2)]
+    check(params, layers, inputs, 16)
+
+
+def test_sixteen_bit_activations():
+    rng = np.random.default_rng(17)
+    params = EngineParameters(lanes=2, activation_bits=16, accumulator_bits=40,
+                              max_run_bits=3)
+    layers = [random_layer(rng, "a", rows=5, columns=6, density=0.5, activation_bits=16),
+              random_layer(rng, "b", rows=3, columns=5, density=0.6, activation_bits=16,
+                           relu=False)]
+    inputs = [random_input(rng, 6, activation_bits=16), np.full(6, -32768)]
+    check(params, layers, inputs, 17)
