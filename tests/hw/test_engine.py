@@ -204,3 +204,56 @@ def test_errors_are_answered():
         assert np.array_equal(out, golden)
 
     simulate(engine, bench, 3)
+
+
+def test_pruned_float_model_and_a_later_layer_alone():
+    """A magnitude-pruned float model, quantized by sw/, then its second layer run alone."""
+    from sparsemac.sw.format import pack_model
+    from sparsemac.sw.golden import layer_cycles, layer_matrix
+    from sparsemac.sw.model_io import DenseLayer, DenseModel
+    from sparsemac.sw.numerics import requantize
+    from sparsemac.sw.prune import magnitude_mask
+    from sparsemac.sw.quantize import quantize_activations, quantize_model
+
+    rng = np.random.default_rng(31)
+    dense = []
+    for name, (rows, columns), relu in (("fc1", (20, 12), True), ("fc2", (6, 20), False)):
+        weight = rng.standard_normal((rows, columns))
+        weight = np.where(magnitude_mask(weight, 0.8), weight, 0.0)
+        dense.append(DenseLayer(name, weight, rng.standard_normal(rows) * 0.1, relu))
+    model = quantize_model(DenseModel(tuple(dense)), rng.standard_normal((64, 12)))
+    params = EngineParameters(lanes=4, max_run_bits=4, bank_depth=8)
+    image = pack_model(model, lanes=4, max_run_bits=4)
+    engine = Engine(params)
+    x = quantize_activations(rng.standard_normal((2, 12)), model.input_scale, 8)
+    x[:, ::3] = 0
+    golden = run_golden(image, x, timing=engine.timing)
+    second = image.layers[1]
+    x2 = random_input(rng, second.physical_columns)
+    acc2 = layer_matrix(second) @ x2 + second.bias.reshape(-1)
+    out2 = requantize(acc2, second.multiplier.reshape(-1), second.shift.reshape(-1),
+                      relu=second.relu, activation_bits=8)
+    cycles2 = layer_cycles(second, x2[None, :], engine.timing)[0][0]
+
+    async def bench(ctx, host):
+        for command in proto.load_commands(image, engine.build_info):
+            await host.expect(ctx, command)
+        count = second.lanes * second.slots
+        for index in range(2):
+            await host.expect(ctx, proto.write_input_command(x[index], 8))
+            cycles, = struct.unpack("<I", await host.expect(ctx, proto.run_command(0, 2)))
+            payload = await host.expect(ctx, proto.read_output_command(count))
+            out = proto.outputs_in_row_order(proto.decode_outputs(payload, 8), second)
+            assert np.array_equal(out, golden.outputs[index]), f"input {index}"
+            assert cycles == golden.cycles[index], f"input {index}"
+        # Layer-table row 1 alone, on an input given in its physical order.
+        await host.expect(ctx, proto.write_input_command(x2, 8))
+        cycles, = struct.unpack("<I", await host.expect(ctx, proto.run_command(1, 1)))
+        payload = await host.expect(ctx, proto.read_output_command(count))
+        # Physical output position s * N + l holds lane l, slot s: row lane * slots + slot.
+        physical = proto.decode_outputs(payload, 8)
+        expect = out2.reshape(second.lanes, second.slots).T.reshape(-1)
+        assert np.array_equal(physical, expect)
+        assert cycles == cycles2
+
+    simulate(engine, bench, 31)
