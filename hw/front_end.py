@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, Module, Signal, signed, unsigned
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .parameters import EngineParameters, column_layout
 
 __all__ = ["FrontEnd"]
+
+
+class _Phase(enum.Enum, shape=2):
+    IDLE = 0
+    PRIME = 1
+    SCAN = 2
 
 
 class FrontEnd(wiring.Component):
@@ -76,8 +82,7 @@ class FrontEnd(wiring.Component):
         p = self._params
         lanes = p.lanes
 
-        phase_idle, phase_prime, phase_scan = range(3)
-        phase = Signal(range(3))
+        phase = Signal(_Phase)
         group = Signal(range(p.bank_depth + 2))
         base = Signal(p.column_bits + 1)          # group * lanes
         current = Signal(data.ArrayLayout(signed(p.activation_bits), lanes))
@@ -101,8 +106,8 @@ class FrontEnd(wiring.Component):
 
         scanning = Signal()
         m.d.comb += [
-            scanning.eq((phase == phase_scan) & (group != self.groups)),
-            self.done.eq((phase == phase_scan) & (group == self.groups)),
+            scanning.eq((phase == _Phase.SCAN) & (group != self.groups)),
+            self.done.eq((phase == _Phase.SCAN) & (group == self.groups)),
             self.o.valid.eq(scanning & mask.any()),
             self.o.payload.column.eq(base + pick),
             self.o.payload.value.eq(current[pick]),
@@ -117,11 +122,11 @@ class FrontEnd(wiring.Component):
 
         with m.If(self.start):
             m.d.comb += [self.rd_addr.eq(0), self.rd_en.eq(1)]
-            m.d.sync += [phase.eq(phase_prime), group.eq(0), base.eq(0)]
-        with m.Elif(phase == phase_prime):
+            m.d.sync += [phase.eq(_Phase.PRIME), group.eq(0), base.eq(0)]
+        with m.Elif(phase == _Phase.PRIME):
             m.d.comb += [self.rd_addr.eq(1), self.rd_en.eq(1)]
             m.d.sync += [
-                phase.eq(phase_scan),
+                phase.eq(_Phase.SCAN),
                 current.eq(self.rd_data),
                 mask.eq(nonzero_mask(self.rd_data, 0)),
             ]
