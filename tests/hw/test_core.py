@@ -206,3 +206,13 @@ def test_sixteen_bit_activations():
                            relu=False)]
     inputs = [random_input(rng, 6, activation_bits=16), np.full(6, -32768)]
     check(params, layers, inputs, 17)
+
+
+def test_full_banks_of_a_non_power_of_two_depth():
+    """Layers that fill every bank address, in both buffers, of a 12-deep bank."""
+    rng = np.random.default_rng(5)
+    params = EngineParameters(lanes=2, bank_depth=12, max_run_bits=3)
+    layers = [random_layer(rng, "a", rows=24, columns=24, density=0.3),
+              random_layer(rng, "b", rows=24, columns=24, density=0.3),
+              random_layer(rng, "c", rows=5, columns=24, density=0.3)]
+    check(params, layers, [random_input(rng, 24) for _ in range(2)], 5)
