@@ -257,3 +257,19 @@ def test_pruned_float_model_and_a_later_layer_alone():
         assert cycles == cycles2
 
     simulate(engine, bench, 31)
+
+
+def test_edge_cases_over_bytes():
+    """An all-zero layer (its outputs are its biases), then one with a single nonzero in its
+    last row and column; shift 0 and extreme multipliers; extreme and all-zero inputs."""
+    from sparsemac.sw.quantize import QuantLayer
+
+    params = EngineParameters(lanes=2, max_run_bits=1, bank_depth=16)
+    zero = QuantLayer("zero", np.zeros((9, 5), dtype=np.int64), np.arange(9) * 40 - 150,
+                      np.full(9, 40000), np.full(9, 14), True, 8)
+    weight = np.zeros((4, 9), dtype=np.int64)
+    weight[3, 8] = -128
+    one = QuantLayer("one", weight, np.array([0, 5, -5, 1]), np.array([65535, 1, 32768, 65535]),
+                     np.array([0, 0, 1, 16]), False, 8)
+    inputs = [np.full(5, -128), np.full(5, 127), np.zeros(5, dtype=np.int64)]
+    check_model(params, [zero, one], inputs, 41, run_bits=1, balance=False)
