@@ -118,15 +118,16 @@ class OutputStage(wiring.Component):
             s3_shift.eq(s2_shift),
         ]
 
-        # Cycle +3: round half up, shift, clamp (ReLU is a clamp at 0).
-        rounding = Signal(64)
-        rounded = Signal(signed(s3_product.shape().width + 1))
-        scaled = Signal(signed(s3_product.shape().width + 1))
-        m.d.comb += [
-            rounding.eq((Const(1, 64) << s3_shift) >> 1),
-            rounded.eq(s3_product + rounding),
-            scaled.eq(rounded >> s3_shift),
-        ]
+        # Cycle +3: round half up, shift, clamp (ReLU is a clamp at 0). For shift > 0,
+        # (x + 2**(s-1)) >> s == ((x >> (s-1)) + 1) >> 1, which needs no 64-bit rounding term.
+        width = s3_product.shape().width
+        partial = Signal(signed(width))
+        scaled = Signal(signed(width + 1))
+        m.d.comb += partial.eq(s3_product >> (s3_shift - 1)[:6])
+        with m.If(s3_shift == 0):
+            m.d.comb += scaled.eq(s3_product)
+        with m.Else():
+            m.d.comb += scaled.eq((partial + 1) >> 1)
         lo, hi = signed_range(p.activation_bits)
         low = Signal(signed(p.activation_bits))
         m.d.comb += low.eq(Mux(self.relu, 0, lo))
