@@ -14,7 +14,7 @@ import numpy as np
 from .format import LayerImage, ModelImage, entry_positions
 from .numerics import accumulator_bits_needed, requantize, signed_range
 
-__all__ = ["EngineTiming", "GoldenResult", "run_golden", "layer_cycles", "layer_matrix"]
+__all__ = ["EngineTiming", "GoldenResult", "run_golden", "check_inputs", "layer_cycles", "layer_matrix"]
 
 
 @dataclass(frozen=True)
@@ -151,17 +151,8 @@ def layer_cycles(layer: LayerImage, x: np.ndarray, timing: EngineTiming) -> tupl
     return cycles, lane_busy
 
 
-def run_golden(image: ModelImage, x: np.ndarray, timing: EngineTiming | None = None) -> GoldenResult:
-    """Run a batch of integer input vectors through the model, as the engine does.
-
-    Parameters
-    ----------
-    image : the packed model
-    x : (batch, input_size) or (input_size,) integer activations within the image's
-        activation width; each vector is one engine run
-    timing : the engine build's timing constants (default: :class:`EngineTiming`'s)
-    """
-    timing = timing or EngineTiming()
+def check_inputs(image: ModelImage, x: np.ndarray) -> np.ndarray:
+    """Engine inputs as a (batch, input_size) int64 array, or a ValueError saying what is wrong."""
     x = np.asarray(x)
     if x.ndim == 1:
         x = x[None, :]
@@ -173,7 +164,21 @@ def run_golden(image: ModelImage, x: np.ndarray, timing: EngineTiming | None = N
     if x.size and (x.min() < lo or x.max() > hi):
         raise ValueError(f"Inputs span [{x.min()}, {x.max()}], beyond the "
                          f"{image.activation_bits}-bit activation range [{lo}, {hi}]")
-    x = x.astype(np.int64)
+    return x.astype(np.int64)
+
+
+def run_golden(image: ModelImage, x: np.ndarray, timing: EngineTiming | None = None) -> GoldenResult:
+    """Run a batch of integer input vectors through the model, as the engine does.
+
+    Parameters
+    ----------
+    image : the packed model
+    x : (batch, input_size) or (input_size,) integer activations within the image's
+        activation width; each vector is one engine run
+    timing : the engine build's timing constants (default: :class:`EngineTiming`'s)
+    """
+    timing = timing or EngineTiming()
+    x = check_inputs(image, x)
     batch = x.shape[0]
     cycles, lane_busy, useful = [], [], np.zeros(batch, dtype=np.int64)
     accumulators = None
