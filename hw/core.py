@@ -211,8 +211,13 @@ class Core(wiring.Component):
             with m.If(~fifo.w_rdy):
                 m.d.comb += all_room.eq(0)
         m.d.comb += front_end.o.ready.eq(all_room)
-        all_idle = Signal()
-        m.d.comb += all_idle.eq(~(front_end.o.valid & all_room))
+        # Whether the lanes are idle (free, with empty FIFOs) and nothing is broadcast, as of
+        # the previous cycle: registered per lane so that no lane's pointer read reaches the
+        # cross-lane AND in the same cycle.
+        idle_before = Signal()
+        broadcast_before = Signal()
+        m.d.sync += broadcast_before.eq(front_end.o.valid & all_room)
+        m.d.comb += idle_before.eq(~broadcast_before)
         for index in range(lanes):
             lane, fifo, output = lane_blocks[index], fifos[index], outputs[index]
             m.d.comb += [
@@ -230,22 +235,25 @@ class Core(wiring.Component):
                 output.relu.eq(config.relu),
                 output.acc.eq(lane.out_data),
             ]
-            with m.If(fifo.r_rdy | ~lane.idle):
-                m.d.comb += all_idle.eq(0)
+            lane_idle = Signal(name=f"lane_idle{index}")
+            m.d.sync += lane_idle.eq(~fifo.r_rdy & lane.idle)
+            with m.If(~lane_idle):
+                m.d.comb += idle_before.eq(0)
 
         # -- Sequencing ---------------------------------------------------------------------
         layer = Signal(range(p.layer_depth + 1))
         remaining = Signal(range(p.layer_depth + 1))
-        idle_cycles = Signal(range(timing.mac_latency + 1))
+        # Consecutive idle cycles before the previous one, saturating at Lm - 1: with
+        # idle_before, the lanes have been idle for the last Lm cycles (docs/engine.md 4).
+        idle_cycles = Signal(range(timing.mac_latency))
         slot = Signal(range(p.bank_depth + 1))
         drain = Signal(range(timing.output_latency + 1))
         m.d.comb += table_rd.addr.eq(layer)
 
-        with m.If(idle_cycles < timing.mac_latency):
-            with m.If(all_idle):
-                m.d.sync += idle_cycles.eq(idle_cycles + 1)
-        with m.If(~all_idle):
+        with m.If(~idle_before):
             m.d.sync += idle_cycles.eq(0)
+        with m.Elif(idle_cycles < timing.mac_latency - 1):
+            m.d.sync += idle_cycles.eq(idle_cycles + 1)
 
         with m.If(running):
             m.d.sync += self.cycles.eq(self.cycles + 1)
@@ -279,11 +287,11 @@ class Core(wiring.Component):
                 m.next = "Prime"
             with m.State("Prime"):
                 m.d.comb += [self.busy.eq(1), running.eq(1)]
-                m.d.sync += idle_cycles.eq(timing.mac_latency)
+                m.d.sync += idle_cycles.eq(timing.mac_latency - 1)
                 m.next = "Compute"
             with m.State("Compute"):
                 m.d.comb += [self.busy.eq(1), running.eq(1)]
-                with m.If(front_end.done & (idle_cycles == timing.mac_latency)):
+                with m.If(front_end.done & idle_before & (idle_cycles == timing.mac_latency - 1)):
                     m.d.sync += slot.eq(0)
                     m.next = "Output"
             with m.State("Output"):
