@@ -14,7 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from .sw import container, format as fmt, golden, model_io, prune, quantize
+from .sw.driver import EngineError
 from .sw.footprint import ModelFootprint, footprint
+from .sim.build import BuildError
 
 __all__ = ["main"]
 
@@ -132,9 +134,10 @@ def cmd_unpack(args) -> None:
     print(f"wrote {len(model.layers)} integer layers to {args.output}")
 
 
-def cmd_golden(args) -> None:
-    image = container.load_image(args.image)
-    x = _load_array(args.input, "Input")
+def _engine_inputs(path: str, image: fmt.ModelImage) -> np.ndarray:
+    """Input vectors from a .npy: integers as they are, floats quantized with the image's
+    input scale."""
+    x = _load_array(path, "Input")
     if x.ndim == 1:
         x = x[None, :]
     if x.dtype.kind == "f":
@@ -146,6 +149,12 @@ def cmd_golden(args) -> None:
         x = quantize.quantize_activations(x, image.input_scale, image.activation_bits)
     elif x.dtype.kind not in "iu":
         raise CommandError(f"input must be an integer or float array, not {x.dtype}")
+    return golden.check_inputs(image, x)
+
+
+def cmd_golden(args) -> None:
+    image = container.load_image(args.image)
+    x = _engine_inputs(args.input, image)
     result = golden.run_golden(image, x)
     np.save(args.output, result.accumulators if args.accumulators else result.outputs)
     print(f"{x.shape[0]} vectors: cycles per run min {result.cycles.min():,} "
@@ -170,6 +179,103 @@ def cmd_example(args) -> None:
     x[:, ::3] = 0.0                                   # some zero activations, which cost nothing
     np.save(out / "inputs.npy", x)
     _dispatch(["golden", str(image_path), "--input", str(out / "inputs.npy"), "-o", str(out / "outputs.npy")])
+
+
+def cmd_demo(args) -> None:
+    from rich.console import Console
+
+    from .sw.demo import comparison_table, results_table, run_demo
+
+    result = run_demo(args.output, quick=args.quick, lanes=args.lanes)
+    console = Console(width=200)
+    console.print(results_table(result))
+    console.print(comparison_table(result))
+    print(f"finished in {result.seconds:.0f} s; wrote {result.files['results']}, "
+          f"{result.files['schedule_plot']}, {result.files['accuracy_plot']}, and images and "
+          f"weights under {Path(args.output)}")
+
+
+def _engine_parameters(args, image=None):
+    """EngineParameters from the command line, defaulting to the image's own build."""
+    from dataclasses import fields
+
+    from .hw import EngineParameters
+    from .sim.transport import parameters_for
+
+    given = {f.name: getattr(args, f.name) for f in fields(EngineParameters)
+             if getattr(args, f.name) is not None}
+    if image is not None:
+        return parameters_for(image, **given)
+    return EngineParameters(**given)
+
+
+def cmd_verilog(args) -> None:
+    from amaranth.back import verilog
+
+    from .hw import Engine
+
+    params = _engine_parameters(args)
+    Path(args.output).write_text(verilog.convert(Engine(params), name=args.name, emit_src=False))
+    print(f"wrote {args.output}: {args.name}, {params}")
+
+
+def cmd_run(args) -> None:
+    from .sim.build import rich_progress
+    from .sim.transport import SimulatorTransport, engine_build_info
+    from .sw.driver import Device, SerialTransport, plan_pieces
+
+    image = container.load_image(args.image)
+    x = _engine_inputs(args.input, image)
+    if args.port:
+        transport, where = SerialTransport(args.port, args.baud), f"the board on {args.port}"
+    else:
+        params = _engine_parameters(args, image)
+        plan_pieces(image, engine_build_info(params))     # refuse a misfit before building
+        with rich_progress("Verilator build") as progress:
+            transport = SimulatorTransport.start(params, trace=args.vcd, progress=progress)
+        where = f"the Verilator engine ({params.lanes} lanes)"
+    with Device(transport, run_timeout=args.timeout) as device:
+        pieces = device.load(image)
+        result = device.run(x)
+        expected = device.golden(x)
+        useful = golden.run_golden(image, x, device.info().timing).useful_macs
+    np.save(args.output, result.outputs)
+    mismatched = int(np.count_nonzero(np.any(result.outputs != expected.outputs, axis=1)))
+    cycles_off = int(np.count_nonzero(result.cycles != expected.cycles))
+    utilisation = useful / (image.lanes * result.cycles)
+    report = {
+        "engine": where, "vectors": int(x.shape[0]), "pieces": len(pieces),
+        "outputs_equal_golden": mismatched == 0, "cycles_equal_golden": cycles_off == 0,
+        "cycles": {"min": int(result.cycles.min()), "mean": float(result.cycles.mean()),
+                   "max": int(result.cycles.max()), "total": int(result.cycles.sum())},
+        "lane_utilisation": float(utilisation.mean()),
+        "output": str(args.output),
+    }
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(f"{x.shape[0]} vectors on {where}"
+              + (f", in {len(pieces)} pieces (the model is larger than the build)" if len(pieces) > 1 else ""))
+        print(f"outputs {'equal' if mismatched == 0 else 'DIFFER FROM'} the golden model"
+              + ("" if mismatched == 0 else f" on {mismatched} vectors"))
+        print(f"cycles per run min {report['cycles']['min']:,} mean {report['cycles']['mean']:,.1f} "
+              f"max {report['cycles']['max']:,}; "
+              + ("equal to the cycle model" if cycles_off == 0 else f"{cycles_off} differ from the cycle model"))
+        print(f"lane utilisation (useful multiply-accumulates per lane-cycle): {utilisation.mean():.3f}")
+        print(f"wrote outputs {'x'.join(map(str, result.outputs.shape))} to {args.output}")
+    if mismatched or cycles_off:
+        raise CommandError("the engine disagrees with the golden model (see above)")
+
+
+def _add_engine_options(parser: argparse.ArgumentParser, default_note: str) -> None:
+    from dataclasses import fields
+
+    from .hw import EngineParameters
+
+    group = parser.add_argument_group("engine parameters", default_note)
+    for field in fields(EngineParameters):
+        group.add_argument("--" + field.name.replace("_", "-"), dest=field.name, type=int,
+                           metavar="N")
 
 
 # -- entry point -------------------------------------------------------------------------------
@@ -221,10 +327,36 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write the first layer's raw accumulators instead of the outputs")
     p.set_defaults(run=cmd_golden)
 
+    p = sub.add_parser("verilog", help="write the engine's Verilog")
+    p.add_argument("-o", "--output", required=True, help=".v file")
+    p.add_argument("--name", default="sparsemac_engine", help="top module name")
+    _add_engine_options(p, "default: EngineParameters' defaults")
+    p.set_defaults(run=cmd_verilog)
+
+    p = sub.add_parser("run", help="run inputs through the engine (Verilator, or a board) "
+                                   "and check them against the golden model")
+    p.add_argument("image")
+    p.add_argument("--input", required=True, help=".npy, one input vector per row")
+    p.add_argument("-o", "--output", required=True, help=".npy for the outputs")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.add_argument("--vcd", help="dump the simulation's waves to this file")
+    p.add_argument("--port", help="a board's serial port instead of the simulation")
+    p.add_argument("--baud", type=int, default=3_000_000, help="the board's UART rate")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for one RUN")
+    _add_engine_options(p, "simulation only; default: the smallest build that holds the image")
+    p.set_defaults(run=cmd_run)
+
     p = sub.add_parser("example", help="prune, pack, inspect and run a built-in example model")
     p.add_argument("-o", "--output", default="sparsemac-example", help="directory for the files")
     p.add_argument("--lanes", type=int, default=8)
     p.set_defaults(run=cmd_example)
+
+    p = sub.add_parser("demo", help="train large-sparse and small-dense MLPs on digits, compare "
+                                     "them at equal footprint through the golden model")
+    p.add_argument("-o", "--output", default="sparsemac-demo", help="directory for the files")
+    p.add_argument("--quick", action="store_true", help="a reduced configuration (seconds)")
+    p.add_argument("--lanes", type=int, default=8)
+    p.set_defaults(run=cmd_demo)
     return parser
 
 
@@ -238,8 +370,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
-    except (CommandError, ValueError, OSError) as error:
-        # ValueError covers ModelFileError and ImageFormatError; OSError missing files.
+    except (CommandError, ValueError, OSError, EngineError, BuildError) as error:
+        # ValueError covers ModelFileError, ImageFormatError and ImageTooLargeError; OSError
+        # covers missing files and LinkError.
         print(f"sparsemac {args.command}: error: {error}", file=sys.stderr)
         return 1
     return 0

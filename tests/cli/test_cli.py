@@ -123,3 +123,33 @@ def test_console_script_exit_status(tmp_path):
     assert done.returncode == 1
     assert done.stderr.startswith("sparsemac inspect: error: No such model image")
     assert "Traceback" not in done.stderr
+
+
+def test_verilog(tmp_path, capsys):
+    assert run("verilog", "--lanes", 2, "--bank-depth", 8, "-o", tmp_path / "e.v") == 0
+    text = (tmp_path / "e.v").read_text()
+    assert "module sparsemac_engine(" in text and "i__payload" in text and "o__valid" in text
+    capsys.readouterr()
+    assert run("verilog", "--lanes", 33, "-o", tmp_path / "e.v") == 1
+    assert "Lane count must be 1 to 32, not 33" in error_line(capsys)
+
+
+def test_run_on_the_simulated_engine(weights, tmp_path, rng, capsys):
+    image = tmp_path / "m.smac"
+    assert run("pack", weights, "-o", image, "--lanes", 2) == 0
+    x = rng.integers(-128, 128, (6, 30)) * (rng.random((6, 30)) < 0.5)
+    np.save(tmp_path / "x.npy", x)
+    capsys.readouterr()
+    assert run("run", image, "--input", tmp_path / "x.npy", "-o", tmp_path / "y.npy", "--json",
+               "--vcd", tmp_path / "waves.vcd") == 0
+    report = __import__("json").loads(capsys.readouterr().out)
+    assert report["outputs_equal_golden"] and report["cycles_equal_golden"]
+    assert 0 < report["lane_utilisation"] <= 1
+    golden = run_golden(load_image(image), x)
+    assert np.array_equal(np.load(tmp_path / "y.npy"), golden.outputs)
+    assert (tmp_path / "waves.vcd").stat().st_size > 0
+
+    # A build that cannot hold the image at all is refused before anything runs.
+    assert run("run", image, "--input", tmp_path / "x.npy", "-o", tmp_path / "y.npy",
+               "--accumulator-bits", 9) == 1
+    assert "accumulators" in error_line(capsys)
