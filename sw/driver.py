@@ -21,7 +21,7 @@ from typing import Iterable, Protocol
 import numpy as np
 
 from . import protocol
-from .format import LayerImage, ModelImage, pack_layer, unpack_layer
+from .format import LayerImage, ModelImage, pack_layer, pack_model, unpack_layer, unpack_model
 from .golden import check_inputs, run_golden
 from .protocol import BuildInfo, ImageTooLargeError, Response, RunStatus, Status
 from .quantize import QuantLayer
@@ -170,6 +170,13 @@ def plan_pieces(image: ModelImage, build: BuildInfo) -> list[Piece]:
     _check_compatible(image, build)
     if _fits(image, build):
         return [Piece(image, range(len(image.layers)))]
+    if image.max_run_bits > build.max_run_bits:
+        # Run fields wider than the engine decodes: the same weights with narrower fields
+        # (more fillers) may still fit whole.
+        narrower = pack_model(unpack_model(image), lanes=build.lanes,
+                              max_run_bits=build.max_run_bits)
+        if _fits(narrower, build):
+            return [Piece(narrower, range(len(image.layers)))]
     pieces = []
     for index, layer in enumerate(image.layers):
         alone = _single_layer(layer, None, build, image.activation_bits, image.input_scale)

@@ -197,3 +197,16 @@ def test_parameters_for_fit_exactly(model_image, engine_params):
     tighter = replace(engine_params, pointer_depth=engine_params.pointer_depth - 1)
     with pytest.raises(ImageTooLargeError, match="column pointers"):
         protocol.memory_writes(model_image, engine_build_info(tighter))
+
+
+def test_wider_run_fields_are_repacked_whole(model_image, engine_params, rng):
+    # 1-bit runs need many more fillers: give the build the entry memory for them.
+    narrow = replace(engine_params, max_run_bits=1, word_bits=16,
+                     entry_words=4 * engine_params.entry_words)
+    with Device(SimulatorTransport.start(narrow), timeout=20) as device:
+        pieces = device.load(model_image)
+        assert len(pieces) == 1 and pieces[0].image.max_run_bits == 1
+        x = random_inputs(rng, 5, MODEL_SIZES[0])
+        result = device.run(x)
+        assert np.array_equal(result.outputs, run_golden(model_image, x).outputs)
+        assert np.array_equal(result.cycles, device.golden(x).cycles)
