@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from sparsemac.sim import build as sim_build
 from sparsemac.sim.build import BuildError, convert, lint, locked_build
 from sparsemac.sim.toolchain import ToolchainError, find_toolchain, verilator_env
 
