@@ -17,7 +17,7 @@ from .lane import Lane
 from .output_stage import OutputStage
 from .parameters import EngineParameters, column_layout, layer_layout, row_param_layout
 
-__all__ = ["Core", "LoadTarget", "load_bus_signature"]
+__all__ = ["Core", "LoadTarget", "core_timing", "load_bus_signature"]
 
 
 class LoadTarget(enum.Enum, shape=3):
@@ -50,6 +50,12 @@ def load_bus_signature(params: EngineParameters) -> wiring.Signature:
         "addr": Out(addr_bits),
         "data": Out(data_bits),
     })
+
+
+def core_timing(params: EngineParameters) -> EngineTiming:
+    """The cycle-model constants of a core built with ``params`` (docs/engine.md 4.1)."""
+    return EngineTiming(fifo_depth=params.fifo_depth, broadcast_latency=1,
+                        mac_latency=Lane.DRAIN_CYCLES, output_latency=4, layer_overhead=4)
 
 
 class Core(wiring.Component):
@@ -118,8 +124,7 @@ class Core(wiring.Component):
     @property
     def timing(self) -> EngineTiming:
         """The constants of this build's cycle model (docs/engine.md section 4)."""
-        return EngineTiming(fifo_depth=self._params.fifo_depth, broadcast_latency=1,
-                            mac_latency=Lane.DRAIN_CYCLES, output_latency=4, layer_overhead=4)
+        return core_timing(self._params)
 
     def elaborate(self, platform):
         m = Module()

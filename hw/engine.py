@@ -9,7 +9,7 @@ from sparsemac.sw.golden import EngineTiming
 from sparsemac.sw.protocol import BuildInfo
 
 from .command import CommandProcessor, build_info
-from .core import Core
+from .core import Core, core_timing
 from .parameters import EngineParameters
 
 __all__ = ["Engine"]
@@ -50,7 +50,6 @@ class Engine(wiring.Component):
         elif not isinstance(params, EngineParameters):
             raise TypeError(f"Parameters must be an EngineParameters, not {params!r}")
         self._params = params
-        self._core = Core(params)
         super().__init__()
 
     @property
@@ -60,7 +59,7 @@ class Engine(wiring.Component):
     @property
     def timing(self) -> EngineTiming:
         """The constants of this build's cycle model (docs/engine.md section 4)."""
-        return self._core.timing
+        return core_timing(self._params)
 
     @property
     def build_info(self) -> BuildInfo:
@@ -69,7 +68,7 @@ class Engine(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.core = core = self._core
+        m.submodules.core = core = Core(self._params)
         m.submodules.command = command = CommandProcessor(self._params, self.timing)
         wiring.connect(m, wiring.flipped(self.i), command.i)
         wiring.connect(m, command.o, wiring.flipped(self.o))

@@ -33,9 +33,9 @@ class Lane(wiring.Component):
     port, so consecutive updates of the same slot are forwarded and never stall.
 
     Pipeline (cycle ``P`` is the cycle the lane takes a column from ``i``):
-    ``P`` pointer read; ``P+1`` entry count and first bit position; ``P+2 ..`` one entry
-    address per cycle; +1 word data, field extraction and slot; +2 accumulator read and
-    product; +3 accumulator write.
+    ``P`` pointer read; ``P+1`` entry count (and whether the next column may be taken);
+    ``P+2`` first bit position; ``P+3 ..`` one entry address per cycle; +1 word data, field
+    extraction and slot; +2 accumulator read and product; +3 accumulator write.
 
     Parameters
     ----------
@@ -59,12 +59,12 @@ class Lane(wiring.Component):
     Latency and back-pressure: ``i.ready`` is high in the cycle ``P + max(1, n)`` after the
     previous column was taken at ``P`` with ``n`` entries (or whenever the lane is idle), so a
     lane retires one entry per cycle in steady state and a column with no entries costs one
-    cycle. The last accumulator write lands 4 cycles after the lane becomes idle; the read
+    cycle. The last accumulator write lands 5 cycles after the lane becomes idle; the read
     port's transparency makes it visible to a read in that same cycle.
     """
 
     #: Cycles from the lane going idle to its accumulators being final for a read.
-    DRAIN_CYCLES = 4
+    DRAIN_CYCLES = 5
 
     def __init__(self, params: EngineParameters):
         if not isinstance(params, EngineParameters):
@@ -156,18 +156,27 @@ class Lane(wiring.Component):
                 m.d.sync += hold.eq(hold - 1)
         m.d.comb += self.i.ready.eq(self.idle)
 
-        # -- Entry generator: one bit position per cycle (cycles P + 2 ..) ------------------
+        # -- Column hand-off: the column's first bit position (cycle P + 2) ----------------
+        s2_valid = Signal()
+        s2_start = Signal(p.pointer_bits)
+        s2_count = Signal(p.pointer_bits)
+        s2_x = Signal(signed(p.activation_bits))
+        m.d.sync += s2_valid.eq(s1_valid & (count != 0))
+        with m.If(s1_valid):
+            m.d.sync += [s2_start.eq(pointer_start.data), s2_count.eq(count), s2_x.eq(s1_x)]
+
+        # -- Entry generator: one bit position per cycle (cycles P + 3 ..) ------------------
         gen_bit = Signal(p.bit_address_bits + 1)
         gen_left = Signal(p.pointer_bits)
         gen_x = Signal(signed(p.activation_bits))
         gen_first = Signal()
         issue = Signal()
         m.d.comb += issue.eq(gen_left != 0)
-        with m.If(s1_valid & (count != 0)):
+        with m.If(s2_valid):
             m.d.sync += [
-                gen_bit.eq((self.entry_base << word_shift) + pointer_start.data * entry_bits),
-                gen_left.eq(count),
-                gen_x.eq(s1_x),
+                gen_bit.eq((self.entry_base << word_shift) + s2_start * entry_bits),
+                gen_left.eq(s2_count),
+                gen_x.eq(s2_x),
                 gen_first.eq(1),
             ]
         with m.Elif(issue):
