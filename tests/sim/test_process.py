@@ -4,6 +4,7 @@ import os
 import random
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
@@ -84,3 +85,21 @@ def test_trace_writes_vcd(add_echo_harness, tmp_path):
 def test_bad_option_is_reported(add_echo_harness):
     with pytest.raises(ValueError, match="in_stall"):
         HarnessProcess(add_echo_harness, in_stall=100)
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="needs Linux /proc")
+def test_idle_harness_blocks_instead_of_spinning(add_echo_harness):
+    with HarnessProcess(add_echo_harness, idle_cycles=1000) as harness:
+        harness.write(b"ping")
+        assert harness.read(4) == expected(b"ping")
+        time.sleep(0.2)
+        before = _cpu_seconds(harness.pid)
+        time.sleep(1.0)
+        assert _cpu_seconds(harness.pid) - before < 0.1
+        harness.write(b"pong")  # and it wakes up again
+        assert harness.read(4) == expected(b"pong")
