@@ -216,3 +216,24 @@ def test_full_banks_of_a_non_power_of_two_depth():
               random_layer(rng, "b", rows=24, columns=24, density=0.3),
               random_layer(rng, "c", rows=5, columns=24, density=0.3)]
     check(params, layers, [random_input(rng, 24) for _ in range(2)], 5)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_random_builds_and_models(seed):
+    """Random builds (lanes, FIFO depth, word and run widths) and random 1 to 3 layer models."""
+    rng = np.random.default_rng(1000 + seed)
+    weight_bits = int(rng.choice([4, 6, 8]))
+    run_bits = int(rng.integers(1, 5))
+    word_bits = int(rng.choice([w for w in (8, 16, 32) if w >= weight_bits + run_bits]))
+    params = EngineParameters(lanes=int(rng.integers(1, 7)), fifo_depth=int(rng.integers(1, 6)),
+                              weight_bits=weight_bits, max_run_bits=run_bits,
+                              word_bits=word_bits, bank_depth=16)
+    sizes = [int(rng.integers(2, 16)) for _ in range(int(rng.integers(2, 5)))]
+    layers = [random_layer(rng, f"fc{k}", rows=sizes[k + 1], columns=sizes[k],
+                           density=float(rng.uniform(0.05, 0.9)),
+                           weight_bits=int(rng.integers(4, weight_bits + 1)),
+                           relu=bool(rng.integers(0, 2)))
+              for k in range(len(sizes) - 1)]
+    inputs = [random_input(rng, sizes[0], zero_fraction=float(rng.uniform(0, 0.9)))
+              for _ in range(2)]
+    check(params, layers, inputs, 1000 + seed, balance=bool(rng.integers(0, 2)))
