@@ -16,7 +16,11 @@ from .numerics import (accumulator_bits_needed, check_activation_bits, check_wei
                        quantize_multiplier, signed_range)
 
 __all__ = ["QuantLayer", "QuantModel", "quantize_model", "quantize_activations",
-           "dequantize_outputs", "default_calibration"]
+           "dequantize_outputs", "default_calibration", "MAX_BIAS_UNITS"]
+
+#: The largest bias magnitude, in accumulator units, quantization produces (docs/numerics.md
+#: section 6, step 2).
+MAX_BIAS_UNITS = 1 << 30
 
 
 @dataclass(frozen=True, eq=False)
@@ -146,6 +150,9 @@ def quantize_model(model: DenseModel, calibration: np.ndarray | None = None, *,
         w = np.asarray(layer.weight, dtype=np.float64)
         b = np.zeros(w.shape[0]) if layer.bias is None else np.asarray(layer.bias, np.float64)
         w_scale = _symmetric_scale(np.abs(w).max(axis=1), weight_bits)
+        # A row whose weights are tiny next to its bias (a dead unit under weight decay) would
+        # need an enormous bias in accumulator units: raise its scale until the bias fits.
+        w_scale = np.maximum(w_scale, np.abs(b) / (scale_in * MAX_BIAS_UNITS))
         w_int = np.clip(np.rint(w / w_scale[:, None]), -weight_max, weight_max).astype(np.int64)
         b_int = np.rint(b / (w_scale * scale_in)).astype(np.int64)
 

@@ -58,3 +58,19 @@ def test_calibration_errors(float_model):
         quantize_model(float_model, weight_bits=3)
     with pytest.raises(ValueError, match="Activation width"):
         quantize_model(float_model, activation_bits=12)
+
+
+def test_negligible_weights_next_to_a_bias(rng):
+    # A dead unit under weight decay: weights of 1e-30 and a bias of 0.3. Its bias must not
+    # overflow; the row's weights round to zero and its output is its bias.
+    w = rng.standard_normal((4, 6))
+    w[2] = 1e-30 * np.sign(w[2])
+    model = model_from_arrays([w], [np.full(4, 0.3)])
+    calibration = rng.standard_normal((64, 6))
+    qmodel = quantize_model(model, calibration)
+    layer = qmodel.layers[0]
+    assert np.abs(layer.bias).max() <= 1 << 30
+    assert np.all(layer.weight[2] == 0)
+    x = quantize_activations(calibration, qmodel.input_scale, 8)
+    y = dequantize_outputs(run_golden(pack_model(qmodel, lanes=2), x).outputs, qmodel.output_scale)
+    np.testing.assert_allclose(y[:, 2], 0.3, atol=qmodel.output_scale)
