@@ -153,3 +153,15 @@ def test_run_on_the_simulated_engine(weights, tmp_path, rng, capsys):
     assert run("run", image, "--input", tmp_path / "x.npy", "-o", tmp_path / "y.npy",
                "--accumulator-bits", 9) == 1
     assert "accumulators" in error_line(capsys)
+
+
+def test_demo_runs_every_model_on_the_engine(tmp_path, capsys):
+    # The reduced demo: every packed model runs on the Verilator engine through the driver,
+    # whose outputs must equal the golden model's (the command fails otherwise).
+    assert run("demo", "--quick", "-o", tmp_path / "demo") == 0
+    results = __import__("json").loads((tmp_path / "demo" / "results.json").read_text())
+    assert results["models"]
+    for model in results["models"]:
+        assert model["engine_accuracy"] == model["golden_accuracy"], model["name"]
+    assert (tmp_path / "demo" / "schedule.png").stat().st_size > 0
+    assert (tmp_path / "demo" / "accuracy_vs_footprint.png").stat().st_size > 0
