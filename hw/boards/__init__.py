@@ -1,0 +1,105 @@
+"""Board tops: the engine on real FPGA boards, behind the board's USB serial bridge.
+
+- :mod:`.serial_engine` - :class:`SerialEngine`, the engine behind a UART (what a board top
+  holds and what the pty link test simulates);
+- :mod:`.top` - :class:`BoardTop`, clock (PLL), reset, pins;
+- :mod:`.icebreaker`, :mod:`.ulx3s` - each board's clock and defaults;
+- :mod:`.build` - :func:`build`: Yosys, nextpnr and the packer through YoWASP, and a report.
+
+``BOARDS`` maps a board's command-line name to its :class:`Board`. Importing this package
+needs only Amaranth; the platforms (amaranth-boards) are imported when a top is elaborated
+for a board (``pip install -e '.[fpga]'``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from ..parameters import EngineParameters
+
+__all__ = ["Board", "BOARDS", "get_board", "board_resources"]
+
+
+@dataclass(frozen=True)
+class Board:
+    """One FPGA board the engine is built for.
+
+    Attributes
+    ----------
+    name : the command-line name (``icebreaker``)
+    title : what it is, for reports
+    family : ``ice40`` or ``ecp5`` (selects the PLL, the tools and the report's resources)
+    device : the FPGA, for reports
+    oscillator : the board's clock, Hz
+    frequency : the engine clock a default build asks for, Hz (made by the PLL)
+    baudrate : the default UART rate on the USB serial bridge
+    params : the default engine build
+    synth_opts : extra options of Yosys' ``synth_<family>``
+    nextpnr_args : nextpnr's device and package options
+    """
+    name: str
+    title: str
+    family: str
+    device: str
+    oscillator: float
+    frequency: float
+    baudrate: int
+    params: EngineParameters
+    synth_opts: tuple[str, ...] = ()
+    nextpnr_args: tuple[str, ...] = ()
+    module: str = field(default="", repr=False)
+
+    def platform(self) -> Any:
+        """A fresh amaranth-boards platform with ``constraints/``'s extra resources."""
+        platform = importlib.import_module(f"{__name__}.{self.module}").platform()
+        platform.add_resources(board_resources(self.module))
+        return platform
+
+    def make_clock(self) -> Callable:
+        """``make_clock(m, platform, frequency) -> (clk, locked)`` of this board."""
+        return importlib.import_module(f"{__name__}.{self.module}").make_clock
+
+
+def board_resources(module: str) -> list:
+    """The Resource list ``RESOURCES`` of ``constraints/<module>.py``.
+
+    ``constraints/`` sits beside ``hw/`` in the source tree and is loaded from there (it is
+    not part of an installed package).
+    """
+    path = Path(__file__).resolve().parents[2] / "constraints" / f"{module}.py"
+    if not path.is_file():
+        raise FileNotFoundError(f"No constraints for {module!r}: expected {path}")
+    spec = importlib.util.spec_from_file_location(f"_sparsemac_constraints_{module}", path)
+    loaded = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loaded)
+    return list(loaded.RESOURCES)
+
+
+BOARDS: dict[str, Board] = {
+    "icebreaker": Board(
+        name="icebreaker", title="iCEBreaker", family="ice40", device="iCE40UP5K-SG48",
+        oscillator=12e6, frequency=42e6, baudrate=3_000_000,
+        # Each lane takes 4 SB_MAC16 (its MAC and its requantizer's 32x16 product): the 8
+        # DSPs hold 2 lanes (docs/fpga.md).
+        params=EngineParameters(lanes=2, entry_words=256, pointer_depth=256, slot_depth=64,
+                                bank_depth=32, layer_depth=4, fifo_depth=4),
+        synth_opts=("-dsp",), nextpnr_args=("--up5k", "--package", "sg48"),
+        module="icebreaker"),
+    "ulx3s-85f": Board(
+        name="ulx3s-85f", title="ULX3S-85F", family="ecp5", device="LFE5U-85F-6BG381C",
+        oscillator=25e6, frequency=100e6, baudrate=3_125_000,
+        params=EngineParameters(lanes=16, entry_words=1024, pointer_depth=512, slot_depth=64,
+                                bank_depth=64, layer_depth=8, fifo_depth=4),
+        nextpnr_args=("--85k", "--package", "CABGA381", "--speed", "6"), module="ulx3s"),
+}
+
+
+def get_board(name: str) -> Board:
+    try:
+        return BOARDS[name]
+    except KeyError:
+        raise ValueError(f"Unknown board {name!r}; known: {', '.join(BOARDS)}") from None
