@@ -12,6 +12,8 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from sparsemac.hw import Engine, EngineParameters
+from sparsemac.hw.command import build_info
+from sparsemac.hw.core import core_timing
 from sparsemac.sw.driver import LinkError
 from sparsemac.sw.format import ModelImage
 from sparsemac.sw.protocol import BuildInfo, Target, memory_writes
@@ -23,13 +25,8 @@ __all__ = ["SimulatorTransport", "parameters_for", "longest_run_bound", "engine_
 
 
 def engine_build_info(params: EngineParameters) -> BuildInfo:
-    """What an engine built with ``params`` answers to INFO, without simulating it."""
-    engine = Engine(params)
-    # The engine is built only to read its constants; it is never elaborated, so tell
-    # Amaranth not to warn about it being unused. (Since 409edd5 the Engine builds its core in
-    # elaborate(), so there is no unelaborated core to silence.)
-    engine._MustUse__silence = True
-    return engine.build_info
+    """What an engine built with ``params`` answers to INFO, without building it."""
+    return build_info(params, core_timing(params))
 
 
 def _power_of_two_at_least(n: int) -> int:
