@@ -34,8 +34,9 @@ class Lane(wiring.Component):
 
     Pipeline (cycle ``P`` is the cycle the lane takes a column from ``i``):
     ``P`` pointer read; ``P+1`` entry count (and whether the next column may be taken);
-    ``P+2`` first bit position; ``P+3 ..`` one entry address per cycle; +1 word data, field
-    extraction and slot; +2 accumulator read and product; +3 accumulator write.
+    ``P+2`` first bit position; ``P+3 ..`` one entry address per cycle; +1 word data and the
+    entry's bits; +2 field extraction and slot; +3 accumulator read and product; +4
+    accumulator write.
 
     Parameters
     ----------
@@ -59,12 +60,12 @@ class Lane(wiring.Component):
     Latency and back-pressure: ``i.ready`` is high in the cycle ``P + max(1, n)`` after the
     previous column was taken at ``P`` with ``n`` entries (or whenever the lane is idle), so a
     lane retires one entry per cycle in steady state and a column with no entries costs one
-    cycle. The last accumulator write lands 5 cycles after the lane becomes idle; the read
+    cycle. The last accumulator write lands 6 cycles after the lane becomes idle; the read
     port's transparency makes it visible to a read in that same cycle.
     """
 
     #: Cycles from the lane going idle to its accumulators being final for a read.
-    DRAIN_CYCLES = 5
+    DRAIN_CYCLES = 6
 
     def __init__(self, params: EngineParameters):
         if not isinstance(params, EngineParameters):
@@ -205,11 +206,21 @@ class Lane(wiring.Component):
             s3_first.eq(gen_first),
         ]
 
-        # -- Field extraction and slot (entry cycle + 1) ------------------------------------
+        # -- Entry bits out of the two words (entry cycle + 1) -----------------------------
         low = Mux(s3_odd, odd_rd.data, even_rd.data)
         high = Mux(s3_odd, even_rd.data, odd_rd.data)
         raw = Signal(entry_width)
-        m.d.comb += raw.eq(Cat(low, high) >> s3_offset)
+        raw_valid = Signal()
+        raw_x = Signal(signed(p.activation_bits))
+        raw_first = Signal()
+        m.d.sync += [
+            raw.eq(Cat(low, high) >> s3_offset),
+            raw_valid.eq(s3_valid),
+            raw_x.eq(s3_x),
+            raw_first.eq(s3_first),
+        ]
+
+        # -- Field extraction and slot (entry cycle + 2) ------------------------------------
         value_mask = Signal(p.weight_bits)
         m.d.comb += value_mask.eq((Const(1, p.weight_bits + 1) << self.value_bits) - 1)
         magnitude = Signal(p.weight_bits)
@@ -233,12 +244,12 @@ class Lane(wiring.Component):
         s4_slot = Signal(p.slot_bits)
         s4_value = Signal(signed(p.weight_bits))
         s4_x = Signal(signed(p.activation_bits))
-        m.d.comb += slot.eq(Mux(s3_first, run, s4_slot + run + 1))
-        m.d.sync += s4_valid.eq(s3_valid)
-        with m.If(s3_valid):
-            m.d.sync += [s4_slot.eq(slot), s4_value.eq(value), s4_x.eq(s3_x)]
+        m.d.comb += slot.eq(Mux(raw_first, run, s4_slot + run + 1))
+        m.d.sync += s4_valid.eq(raw_valid)
+        with m.If(raw_valid):
+            m.d.sync += [s4_slot.eq(slot), s4_value.eq(value), s4_x.eq(raw_x)]
 
-        # -- Accumulator read and product (entry cycle + 2), write (entry cycle + 3) ---------
+        # -- Accumulator read and product (entry cycle + 3), write (entry cycle + 4) ---------
         s5_valid = Signal()
         s5_slot = Signal(p.slot_bits)
         s5_product = Signal(signed(p.product_bits))

@@ -36,7 +36,7 @@ class EngineTiming:
     """
     fifo_depth: int = 4
     broadcast_latency: int = 1
-    mac_latency: int = 5
+    mac_latency: int = 6
     output_latency: int = 4
     layer_overhead: int = 4
 
