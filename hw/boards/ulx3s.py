@@ -1,0 +1,30 @@
+"""The ULX3S-85F (ECP5 LFE5U-85F, 25 MHz oscillator on G2, FT231X UART)."""
+
+from amaranth.hdl import Signal
+from amaranth.lib import io
+
+from ..pll import ecp5_pll
+
+__all__ = ["platform", "make_clock"]
+
+
+def platform():
+    from amaranth_boards.ulx3s import ULX3S_85F_Platform
+
+    return ULX3S_85F_Platform()
+
+
+def make_clock(m, platform, frequency: float):
+    """The engine clock: the oscillator itself, or an ``EHXPLLL`` fed from it.
+
+    Returns ``(clk, locked)``; the board top constrains the clock.
+    """
+    oscillator = platform.default_clk_frequency
+    m.submodules.clk_buffer = clk25 = io.Buffer("i", platform.request("clk25", 0, dir="-"))
+    clk, locked = Signal(name="pll_clk"), Signal(name="pll_locked")
+    if frequency == oscillator:
+        m.d.comb += [clk.eq(clk25.i), locked.eq(1)]
+    else:
+        pll = ecp5_pll(oscillator, frequency)
+        m.submodules.pll = pll.instance(clk25.i, clk, locked)
+    return clk, locked

