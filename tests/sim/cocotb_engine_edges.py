@@ -42,7 +42,7 @@ def _nonzero_weights(rng, shape, bits):
 
 @cocotb.test()
 async def empty_rows_columns_all_zero_one_nonzero(dut):
-    bench = await EngineBench.start(dut, 11, in_pause=0.3, out_pause=0.3)
+    bench = await EngineBench.start(dut, 11, in_pause=0.15, out_pause=0.3)
     p, rng = bench.params, bench.np_rng
     bits, act = p.weight_bits, p.activation_bits
     side = p.lanes * p.bank_depth
