@@ -19,7 +19,9 @@ __all__ = ["ClockTiming", "Resource", "FPGAReport", "read_nextpnr_report", "read
 #: The resources a report lists, per family: (report name, nextpnr cell type, Yosys cell types).
 RESOURCE_NAMES = {
     "ice40": [
-        ("LUT", "ICESTORM_LC", ("SB_LUT4",)),            # nextpnr counts logic cells
+        # nextpnr counts logic cells (a LUT4, a carry and a flip-flop each), Yosys the parts.
+        ("LC", "ICESTORM_LC", ()),
+        ("LUT", None, ("SB_LUT4",)),
         ("FF", None, ("SB_DFF", "SB_DFFE", "SB_DFFSR", "SB_DFFR", "SB_DFFS", "SB_DFFESR",
                       "SB_DFFER", "SB_DFFES", "SB_DFFSS", "SB_DFFESS", "SB_DFFN")),
         ("carry", None, ("SB_CARRY",)),
@@ -134,6 +136,8 @@ def read_yosys_stat(path: str | Path, family: str, top: str | None = None) -> li
         cells = module["num_cells_by_type"]
     resources = []
     for name, _, kinds in RESOURCE_NAMES[family]:
+        if not kinds:
+            continue
         used = sum(int(count) for kind, count in cells.items()
                    if kind in kinds or (name == "FF" and family == "ice40" and kind.startswith("SB_DFF")))
         resources.append(Resource(name, used))

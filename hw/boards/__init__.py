@@ -83,15 +83,16 @@ BOARDS: dict[str, Board] = {
     "icebreaker": Board(
         name="icebreaker", title="iCEBreaker", family="ice40", device="iCE40UP5K-SG48",
         oscillator=12e6, frequency=42e6, baudrate=3_000_000,
-        # Each lane takes 4 SB_MAC16 (its MAC and its requantizer's 32x16 product): the 8
-        # DSPs hold 2 lanes (docs/fpga.md).
-        params=EngineParameters(lanes=2, entry_words=256, pointer_depth=256, slot_depth=64,
+        # One lane: each takes 4 of the 8 SB_MAC16 and about 1,150 of the 5,280 logic cells
+        # besides the ~3,300 of the command processor, core and link; 2 lanes need 113% of
+        # the logic cells (docs/fpga.md).
+        params=EngineParameters(lanes=1, entry_words=256, pointer_depth=256, slot_depth=64,
                                 bank_depth=32, layer_depth=4, fifo_depth=4),
         synth_opts=("-dsp",), nextpnr_args=("--up5k", "--package", "sg48"),
         module="icebreaker"),
     "ulx3s-85f": Board(
         name="ulx3s-85f", title="ULX3S-85F", family="ecp5", device="LFE5U-85F-6BG381C",
-        oscillator=25e6, frequency=100e6, baudrate=3_125_000,
+        oscillator=25e6, frequency=100e6, baudrate=3_000_000,
         params=EngineParameters(lanes=16, entry_words=1024, pointer_depth=512, slot_depth=64,
                                 bank_depth=64, layer_depth=8, fifo_depth=4),
         nextpnr_args=("--85k", "--package", "CABGA381", "--speed", "6"), module="ulx3s"),

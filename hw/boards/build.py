@@ -230,7 +230,8 @@ def build(board: Board | str, params: EngineParameters | None = None, *,
     result.seconds["nextpnr"] = round(seconds, 1)
     resources, clocks = read_nextpnr_report(report_path, board.family)
     synth = {r.name: r for r in result.report.resources}
-    # nextpnr counts logic cells, not flip-flops, on the iCE40: keep Yosys' count of those.
+    # nextpnr counts logic cells on the iCE40, not LUTs, flip-flops and carries: keep Yosys'
+    # counts of those.
     merged = [*resources, *(r for r in synth.values() if r.name not in {x.name for x in resources})]
     order = [r.name for r in read_yosys_stat(directory / f"{NAME}.stat.json", board.family, NAME)]
     merged.sort(key=lambda r: order.index(r.name) if r.name in order else len(order))

@@ -95,7 +95,7 @@ def test_report_readers(tmp_path):
     }))
     resources, clocks = read_nextpnr_report(tmp_path / "report.json", "ice40")
     assert {r.name: (r.used, r.available) for r in resources} == {
-        "LUT": (4000, 5280), "DSP": (4, 8), "BRAM": (13, 30), "SPRAM": (0, 4)}
+        "LC": (4000, 5280), "DSP": (4, 8), "BRAM": (13, 30), "SPRAM": (0, 4)}
     assert clocks[0].name == "clk" and clocks[0].met
     (tmp_path / "stat.json").write_text(json.dumps({"design": {"num_cells_by_type": {
         "SB_LUT4": 10, "SB_DFFE": 3, "SB_DFFSR": 2, "SB_MAC16": 1, "SB_RAM40_4K": 2}}}))
