@@ -349,87 +349,8 @@ def _print_fpga_report(report, result) -> None:
     if result is not None:
         title += (f": {result.params.lanes} lanes at {result.frequency / 1e6:g} MHz, UART "
                   f"{result.baudrate:,} baud (divisor {result.divisor})")
-    table = Table(title=title)
-    for column in ("resource", "used", "available", "use"):
-        table.add_column(column, justify="left" if column == "resource" else "right")
-    for resource in report.resources:
-        table.add_row(resource.name, f"{resource.used:,}",
-                      "" if resource.available is None else f"{resource.available:,}",
-                      "" if resource.fraction is None else f"{resource.fraction:.0%}")
-    console.print(table)
-    if report.clocks:
-        clocks = Table(title="Timing (nextpnr)")
-        for column in ("clock", "Fmax (MHz)", "constraint (MHz)", "met"):
-            clocks.add_column(column, justify="left" if column == "clock" else "right")
-        for clock in report.clocks:
-            clocks.add_row(clock.name, f"{clock.achieved_mhz:.2f}",
-                           "" if clock.constraint_mhz is None else f"{clock.constraint_mhz:.2f}",
-                           "yes" if clock.met else "NO")
-        console.print(clocks)
-    if report.timing_met is False and report.critical_path:
-        console.print("critical path:\n  " + "\n  ".join(report.critical_path[-12:]),
-                      highlight=False)
-    if result is not None:
-        steps = ", ".join(f"{step} {seconds:.0f} s" for step, seconds in result.seconds.items())
-        console.print(f"{steps}; logs and files in {result.directory}"
-                      + (f"; bitstream {result.bitstream}" if result.bitstream else ""),
-                      highlight=False)
-
-
-def cmd_build(args) -> None:
-    import time
-    from dataclasses import fields, replace
-
-    from rich.console import Console
-    from rich.markup import escape
-
-    from .hw import EngineParameters
-    from .hw.boards import get_board
-    from .hw.boards.build import FPGABuildError, TimingError, build, program
-
-    board = get_board(args.board)
-    given = {f.name: getattr(args, f.name) for f in fields(EngineParameters)
-             if getattr(args, f.name) is not None}
-    params = replace(board.params, **given)
-    output = Path(args.output or f"build-{board.name}")
-    console = Console(stderr=True)
-    started = time.monotonic()
-    try:
-        with console.status(f"{board.title}: elaborating") as status:
-            def progress(step: str, line: str) -> None:
-                shown = line if len(line) <= 90 else line[:87] + "..."
-                status.update(f"{board.title} {step} [{time.monotonic() - started:4.0f} s]: "
-                              f"{escape(shown)}")
-            result = build(board, params, directory=output, seed=args.seed, stage=args.stage,
-                           frequency=None if args.frequency is None else args.frequency * 1e6,
-                           baudrate=args.baud, progress=progress)
-    except TimingError as error:
-        if args.json:
-            print(json.dumps(error.report.as_dict(), indent=2))
-        else:
-            _print_fpga_report(error.report, None)
-        raise CommandError(str(error)) from None
-    except FPGABuildError as error:
-        raise CommandError(str(error)) from None
-    if args.json:
-        print(json.dumps(result.as_dict(), indent=2))
-    else:
-        _print_fpga_report(result.report, result)
-    if args.program:
-        program(result)
-        print(f"programmed {board.title} with {result.bitstream}")
-
-
-def _print_fpga_report(report, result) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(width=120)
-    title = f"{report.board} ({report.device})"
-    if result is not None:
-        title += (f": {result.params.lanes} lanes at {result.frequency / 1e6:g} MHz, UART "
-                  f"{result.baudrate:,} baud (divisor {result.divisor})")
-    table = Table(title=title)
+    console.print(title, highlight=False)
+    table = Table()
     for column in ("resource", "used", "available", "use"):
         table.add_column(column, justify="left" if column == "resource" else "right")
     for resource in report.resources:
@@ -534,21 +455,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for one RUN")
     _add_engine_options(p, "simulation only; default: the smallest build that holds the image")
     p.set_defaults(run=cmd_run)
-
-    p = sub.add_parser("build", help="build a board's bitstream (YoWASP Yosys and nextpnr) and "
-                                     "report Fmax and utilisation")
-    p.add_argument("--board", required=True, choices=("icebreaker", "ulx3s-85f"))
-    p.add_argument("-o", "--output", help="build directory (default build-BOARD); the tools' "
-                                          "logs stay there")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.add_argument("--program", action="store_true", help="load the bitstream into the board")
-    p.add_argument("--seed", type=int, default=1, help="nextpnr's placement seed")
-    p.add_argument("--frequency", type=float, help="engine clock in MHz (default: the board's)")
-    p.add_argument("--baud", type=int, help="UART rate (default: the board's)")
-    p.add_argument("--stage", choices=("synth", "pnr", "bitstream"), default="bitstream",
-                   help="stop after synthesis or place and route")
-    _add_engine_options(p, "default: the board's build (docs/fpga.md)")
-    p.set_defaults(run=cmd_build)
 
     p = sub.add_parser("build", help="build a board's bitstream (YoWASP Yosys and nextpnr) and "
                                      "report Fmax and utilisation")
