@@ -14,7 +14,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 __all__ = ["ClockTiming", "Resource", "FPGAReport", "read_nextpnr_report", "read_yosys_stat",
-           "critical_path_from_log", "fmax_from_log", "RESOURCE_NAMES"]
+           "critical_path_from_log", "critical_path_from_report", "fmax_from_log",
+           "RESOURCE_NAMES"]
 
 #: The resources a report lists, per family: (report name, nextpnr cell type, Yosys cell types).
 RESOURCE_NAMES = {
@@ -171,6 +172,24 @@ def critical_path_from_log(path: str | Path) -> list[str]:
         elif (match := _DEFINED.match(line)) and not located:
             steps[-1] += f"  ({match.group(1)})"
             located = True
+    return steps
+
+
+def critical_path_from_report(path: str | Path) -> list[str]:
+    """The longest same-clock critical path of nextpnr's ``--report`` JSON, one line per step
+    (``kind delay total cell.port``, and the net for a routing step), or an empty list."""
+    data = json.loads(Path(path).read_text())
+    paths = [p for p in data.get("critical_paths", []) if p.get("from") == p.get("to")]
+    if not paths:
+        return []
+    longest = max(paths, key=lambda p: sum(step["delay"] for step in p["path"]))
+    steps, total = [], 0.0
+    for step in longest["path"]:
+        total += step["delay"]
+        end = step["to"] if step["type"] != "clk-to-q" else step["from"]
+        name = step.get("net") if step["type"] == "routing" else f"{end['cell']}.{end['port']}"
+        name = name if len(name) <= 72 else name[:69] + "..."
+        steps.append(f"{step['type']:8} {step['delay']:6.2f} {total:7.2f} ns  {name}")
     return steps
 
 

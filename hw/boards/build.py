@@ -31,7 +31,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from sparsemac.sw.fpga_report import (FPGAReport, critical_path_from_log, fmax_from_log,
+from sparsemac.sw.fpga_report import (FPGAReport, critical_path_from_log,
+                                      critical_path_from_report, fmax_from_log,
                                       read_nextpnr_report, read_yosys_stat)
 
 from ..parameters import EngineParameters
@@ -236,7 +237,8 @@ def build(board: Board | str, params: EngineParameters | None = None, *,
     order = [r.name for r in read_yosys_stat(directory / f"{NAME}.stat.json", board.family, NAME)]
     merged.sort(key=lambda r: order.index(r.name) if r.name in order else len(order))
     result.report = FPGAReport(board.name, board.device, "pnr", merged, clocks,
-                               critical_path_from_log(directory / "nextpnr.log"))
+                               critical_path_from_report(report_path)
+                               or critical_path_from_log(directory / "nextpnr.log"))
     record()
     if stage == "pnr":
         return result

@@ -7,8 +7,8 @@ import pytest
 from sparsemac.hw import EngineParameters
 from sparsemac.hw.boards import BOARDS, board_resources, get_board
 from sparsemac.hw.pll import ecp5_pll, ice40_pll
-from sparsemac.sw.fpga_report import (critical_path_from_log, fmax_from_log, read_nextpnr_report,
-                                      read_yosys_stat)
+from sparsemac.sw.fpga_report import (critical_path_from_log, critical_path_from_report,
+                                      fmax_from_log, read_nextpnr_report, read_yosys_stat)
 
 pytest.importorskip("amaranth_boards")
 
@@ -92,7 +92,17 @@ def test_report_readers(tmp_path):
                         "ICESTORM_RAM": {"used": 13, "available": 30},
                         "ICESTORM_SPRAM": {"used": 0, "available": 4}},
         "fmax": {"clk": {"achieved": 45.5, "constraint": 42.0}},
+        "critical_paths": [{"from": "posedge clk", "to": "posedge clk", "path": [
+            {"type": "clk-to-q", "delay": 5.83, "from": {"cell": "lane.ptr", "port": "DOB1"},
+             "to": {"cell": "lane.ptr", "port": "DOB1"}},
+            {"type": "routing", "delay": 1.7, "net": "lane.ptr_DOB1[2]",
+             "from": {"cell": "lane.ptr", "port": "DOB1"}, "to": {"cell": "lut", "port": "D"}},
+            {"type": "setup", "delay": 0.1, "from": {"cell": "ff", "port": "DI"},
+             "to": {"cell": "ff", "port": "DI"}}]}],
     }))
+    path = critical_path_from_report(tmp_path / "report.json")
+    assert [line.split()[0] for line in path] == ["clk-to-q", "routing", "setup"]
+    assert "lane.ptr.DOB1" in path[0] and "lane.ptr_DOB1[2]" in path[1] and "7.63" in path[2]
     resources, clocks = read_nextpnr_report(tmp_path / "report.json", "ice40")
     assert {r.name: (r.used, r.available) for r in resources} == {
         "LC": (4000, 5280), "DSP": (4, 8), "BRAM": (13, 30), "SPRAM": (0, 4)}
