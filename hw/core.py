@@ -55,7 +55,8 @@ def load_bus_signature(params: EngineParameters) -> wiring.Signature:
 def core_timing(params: EngineParameters) -> EngineTiming:
     """The cycle-model constants of a core built with ``params`` (docs/engine.md 4.1)."""
     return EngineTiming(fifo_depth=params.fifo_depth, broadcast_latency=1,
-                        mac_latency=Lane.DRAIN_CYCLES, output_latency=4, layer_overhead=4)
+                        mac_latency=Lane.DRAIN_CYCLES,
+                        output_latency=OutputStage.LATENCY, layer_overhead=4)
 
 
 class Core(wiring.Component):

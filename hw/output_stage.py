@@ -70,10 +70,13 @@ class OutputStage(wiring.Component):
                                         self._row.size)),
         })
 
+    #: Cycles from issuing a slot to its output on ``o``.
+    LATENCY = 5
+
     @property
     def latency(self) -> int:
         """Cycles from issuing a slot to its output on ``o``."""
-        return 4
+        return self.LATENCY
 
     def elaborate(self, platform):
         m = Module()
@@ -118,7 +121,7 @@ class OutputStage(wiring.Component):
             s3_shift.eq(s2_shift),
         ]
 
-        # Cycle +3: round half up, shift, clamp (ReLU is a clamp at 0). For shift > 0,
+        # Cycle +3: round half up and shift. For shift > 0,
         # (x + 2**(s-1)) >> s == ((x >> (s-1)) + 1) >> 1, which needs no 64-bit rounding term.
         width = s3_product.shape().width
         partial = Signal(signed(width))
@@ -128,19 +131,25 @@ class OutputStage(wiring.Component):
             m.d.comb += scaled.eq(s3_product)
         with m.Else():
             m.d.comb += scaled.eq((partial + 1) >> 1)
+        s4_valid = Signal()
+        s4_slot = Signal.like(self.slot)
+        s4_scaled = Signal.like(scaled)
+        m.d.sync += [s4_valid.eq(s3_valid), s4_slot.eq(s3_slot), s4_scaled.eq(scaled)]
+
+        # Cycle +4: clamp (ReLU is a clamp at 0).
         lo, hi = signed_range(p.activation_bits)
         low = Signal(signed(p.activation_bits))
         m.d.comb += low.eq(Mux(self.relu, 0, lo))
         clamped = Signal(signed(p.activation_bits))
-        with m.If(scaled > hi):
+        with m.If(s4_scaled > hi):
             m.d.comb += clamped.eq(hi)
-        with m.Elif(scaled < low):
+        with m.Elif(s4_scaled < low):
             m.d.comb += clamped.eq(low)
         with m.Else():
-            m.d.comb += clamped.eq(scaled)
+            m.d.comb += clamped.eq(s4_scaled)
         m.d.sync += [
-            self.o.valid.eq(s3_valid),
-            self.o.payload.slot.eq(s3_slot),
+            self.o.valid.eq(s4_valid),
+            self.o.payload.slot.eq(s4_slot),
             self.o.payload.value.eq(clamped),
         ]
         return m

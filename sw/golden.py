@@ -37,7 +37,7 @@ class EngineTiming:
     fifo_depth: int = 4
     broadcast_latency: int = 1
     mac_latency: int = 6
-    output_latency: int = 4
+    output_latency: int = 5
     layer_overhead: int = 4
 
     def __post_init__(self):
