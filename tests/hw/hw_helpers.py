@@ -9,19 +9,9 @@ from sparsemac.hw.core import LoadTarget
 from sparsemac.hw.parameters import EngineParameters, layer_layout, row_param_layout
 from sparsemac.sw.format import pack_model
 from sparsemac.sw.numerics import signed_range
-from sparsemac.sw.protocol import BuildInfo, Target, memory_writes
+from sparsemac.hw.command import build_info
+from sparsemac.sw.protocol import Target, memory_writes
 from sparsemac.sw.quantize import QuantLayer, QuantModel
-
-
-def build_info(params: EngineParameters, timing) -> BuildInfo:
-    return BuildInfo(
-        lanes=params.lanes, weight_bits=params.weight_bits,
-        activation_bits=params.activation_bits, accumulator_bits=params.accumulator_bits,
-        max_run_bits=params.max_run_bits, word_bits=params.word_bits,
-        fifo_depth=params.fifo_depth, entry_words=params.entry_words,
-        pointer_depth=params.pointer_depth, slot_depth=params.slot_depth,
-        bank_depth=params.bank_depth, layer_depth=params.layer_depth,
-        pointer_bits=params.pointer_bits, timing=timing)
 
 
 def random_layer(rng, name, rows, columns, *, density, weight_bits=8, relu=True,
