@@ -168,10 +168,13 @@ async def write_targets_lanes_addresses(dut):
             await case.refused(f"WRITE {target.name} lane {lane}",
                                write_command(target, lane, 0, item), Status.BAD_ADDRESS,
                                _written(0), then_works=False)
+        # Past the depth, with items whose fields are also bad: the address is checked first.
+        bad_item = {Target.POINTER: b"\xff" * 4, Target.PARAM: _param(0, 1, 64),
+                    Target.LAYER: bytes(24), Target.ENTRY: item}[target]
         for address in (depth, depth + 1, 0xFFFFFFFF):
             await case.refused(f"WRITE {target.name} at {address:#x}",
-                               write_command(target, 0, address, item * 2), Status.BAD_ADDRESS,
-                               _written(0), then_works=False)
+                               write_command(target, 0, address, bad_item * 2),
+                               Status.BAD_ADDRESS, _written(0), then_works=False)
         if target == Target.LAYER:
             last = case.row.to_bytes()          # a valid row in the table's last row
         elif target == Target.PARAM:
