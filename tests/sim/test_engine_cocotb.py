@@ -1,11 +1,12 @@
 """System tests of the engine: cocotb + Verilator, bit- and cycle-exact against the golden model.
 
 Four engine builds (:data:`BUILDS`) span the lane counts, weight, activation, accumulator and
-run widths and the entry-word widths. Each is converted and Verilated once into the shared
-cache (a session fixture; under ``-n 2`` one worker builds, the other waits on the lock) and
-every cocotb test module below runs on it. The cocotb side is ``cocotb_engine_*.py``; it reads
-the build's parameters through ``$SPARSEMAC_PARAMS`` and prints its seed (cocotb's
-``RANDOM_SEED``), which :data:`SEED` fixes here so a failure replays exactly.
+run widths and the entry-word widths. Each is Verilated once into the shared cache by the
+first ``run_cocotb`` that needs it (under ``-n 2`` the other worker waits on the build's lock
+and reuses it), and every cocotb test module below runs on it. The cocotb side is
+``cocotb_engine_*.py``; it reads the build's parameters through ``$SPARSEMAC_PARAMS`` and ends
+every failure message with the run's seed, which :data:`SEED` fixes here so a failure replays
+exactly.
 
 Each build's memories are sized so that ``layer_depth`` layers of ``N x bank_depth`` rows and
 columns fill the pointer and row-parameter memories exactly (docs/protocol.md section 5); the
