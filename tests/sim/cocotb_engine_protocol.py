@@ -14,10 +14,10 @@ import struct
 from dataclasses import replace
 
 import cocotb
-import numpy as np
 
+from sparsemac.sw import run_golden
 from sparsemac.sw.numerics import signed_range
-from sparsemac.sw.protocol import (MAX_PAYLOAD, LayerRow, Opcode, Status, Target, frame,
+from sparsemac.sw.protocol import (MAX_PAYLOAD, Opcode, Status, Target, frame,
                                    info_command, memory_writes, read_output_command,
                                    reset_command, run_command, status_command, write_command,
                                    write_input_command)
@@ -196,7 +196,6 @@ async def write_targets_lanes_addresses(dut):
     bench.send(write_input_command(x[0], p.activation_bits))
     assert (await bench.response()).status == Status.OK
     ran = await bench.expect(run_command(p.layer_depth - 1, 1), Status.OK, "RUN of the last row")
-    from sparsemac.sw import run_golden
     golden = run_golden(case.image, x, bench.info.timing)
     assert struct.unpack("<I", ran.payload)[0] == golden.cycles[0], seed_note()
 
@@ -208,7 +207,7 @@ async def fields_out_of_range(dut):
     bench = await EngineBench.start(dut, 25, in_pause=0.2, out_pause=0.3)
     case = Case(bench)
     await bench.load(case.image)
-    p, info = bench.params, bench.info
+    p = bench.params
     spare = p.pointer_depth - 3
     top = 1 << p.pointer_bits
     await case.refused("pointer 2**pointer_bits - 1",

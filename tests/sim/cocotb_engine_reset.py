@@ -20,14 +20,12 @@ Run by ``test_engine_cocotb.py`` on every build.
 from __future__ import annotations
 
 import cocotb
-import numpy as np
 from cocotb.triggers import ClockCycles
 
 from sparsemac.sw import run_golden
-from sparsemac.sw.protocol import (MemoryWrite, RunStatus, Status, Target, info_command,
-                                   load_commands, memory_writes, read_output_command,
-                                   reset_command, run_command, write_command,
-                                   write_input_command)
+from sparsemac.sw.protocol import (RunStatus, Status, Target, info_command, memory_writes,
+                                   read_output_command, reset_command, run_command,
+                                   write_command, write_input_command)
 
 from cocotb_engine import EngineBench, fit_model, pruned_model, seed_note
 
