@@ -141,12 +141,16 @@ def test_cli(demo, tmp_path, monkeypatch, capsys):
     calls = []
     monkeypatch.setattr(module, "run_demo",
                         lambda output, **kw: calls.append((output, kw)) or demo)
-    assert main(["demo", "--quick", "-o", str(tmp_path), "--lanes", "4"]) == 0
-    assert calls == [(str(tmp_path), {"quick": True, "lanes": 4})]
+    assert main(["demo", "--quick", "-o", str(tmp_path), "--lanes", "4", "--no-engine"]) == 0
+    assert calls == [(str(tmp_path), {"quick": True, "lanes": 4, "engine": None})]
     out = capsys.readouterr().out
     assert "small-90" in out and "n/a (not yet available)" in out and "results.json" in out
 
 
 def test_cli_bad_lanes(tmp_path, capsys):
-    assert main(["demo", "--quick", "-o", str(tmp_path), "--lanes", "65"]) == 1
+    # With the engine, its own limit is checked before anything is built or trained; without
+    # it, the format's.
+    assert main(["demo", "--quick", "-o", str(tmp_path), "--lanes", "33"]) == 1
+    assert "Lane count must be 1 to 32, not 33" in capsys.readouterr().err
+    assert main(["demo", "--quick", "-o", str(tmp_path), "--lanes", "65", "--no-engine"]) == 1
     assert "Lane count must be 1 to 64" in capsys.readouterr().err
