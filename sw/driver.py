@@ -301,6 +301,9 @@ class Device:
         self._pieces = plan_pieces(image, self.info())
         self._image = image
         self._resident = None
+        # A known state first: after a hardware reset the accumulators may hold an
+        # interrupted run's partial sums (docs/protocol.md section 3.7).
+        self.reset()
         if len(self._pieces) == 1:
             self._load_piece(self._pieces[0])
         return self._pieces
