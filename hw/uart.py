@@ -37,8 +37,9 @@ def uart_divisor(clk_frequency: float, baudrate: float) -> int:
     return divisor
 
 
-def _check_divisor(divisor: int) -> int:
+def _check_divisor(component, divisor: int) -> int:
     if not isinstance(divisor, int) or isinstance(divisor, bool) or divisor < 4:
+        component._MustUse__silence = True          # refused: no "never used" warning later
         raise ValueError(f"Divisor must be an integer of at least 4, not {divisor!r}")
     return divisor
 
@@ -67,7 +68,7 @@ class UARTTransmitter(wiring.Component):
     tx: Out(1, init=1)
 
     def __init__(self, divisor: int):
-        self._divisor = _check_divisor(divisor)
+        self._divisor = _check_divisor(self, divisor)
         super().__init__()
 
     @property
@@ -136,7 +137,7 @@ class UARTReceiver(wiring.Component):
     overruns: Out(16)
 
     def __init__(self, divisor: int):
-        self._divisor = _check_divisor(divisor)
+        self._divisor = _check_divisor(self, divisor)
         super().__init__()
 
     @property
@@ -224,7 +225,7 @@ class UART(wiring.Component):
     overruns: Out(16)
 
     def __init__(self, divisor: int):
-        self._divisor = _check_divisor(divisor)
+        self._divisor = _check_divisor(self, divisor)
         super().__init__()
 
     @property

@@ -84,7 +84,7 @@ BOARDS: dict[str, Board] = {
         name="icebreaker", title="iCEBreaker", family="ice40", device="iCE40UP5K-SG48",
         oscillator=12e6, frequency=42e6, baudrate=3_000_000,
         # One lane: each takes 4 of the 8 SB_MAC16 and about 1,150 of the 5,280 logic cells
-        # besides the ~3,300 of the command processor, core and link; 2 lanes need 113% of
+        # besides the ~3,300 of the command processor, core and link; 2 lanes need 112% of
         # the logic cells (docs/fpga.md).
         params=EngineParameters(lanes=1, entry_words=256, pointer_depth=256, slot_depth=64,
                                 bank_depth=32, layer_depth=4, fifo_depth=4),

@@ -44,18 +44,22 @@ class SerialEngine(wiring.Component):
 
     def __init__(self, params: EngineParameters, divisor: int, *, rx_fifo_depth: int = 512,
                  tx_fifo_depth: int = 512):
-        if not isinstance(params, EngineParameters):
-            raise TypeError(f"Parameters must be an EngineParameters, not {params!r}")
-        for name, depth in (("Receive", rx_fifo_depth), ("Transmit", tx_fifo_depth)):
-            if not isinstance(depth, int) or depth < 2:
-                raise ValueError(f"{name} FIFO depth must be an integer of at least 2, "
-                                 f"not {depth!r}")
+        try:
+            if not isinstance(params, EngineParameters):
+                raise TypeError(f"Parameters must be an EngineParameters, not {params!r}")
+            for name, depth in (("Receive", rx_fifo_depth), ("Transmit", tx_fifo_depth)):
+                if not isinstance(depth, int) or depth < 2:
+                    raise ValueError(f"{name} FIFO depth must be an integer of at least 2, "
+                                     f"not {depth!r}")
+            self._uart = UART(divisor)                   # checks the divisor
+        except (TypeError, ValueError):
+            self._MustUse__silence = True                # refused: no "never used" warning
+            raise
         self._params = params
         self._divisor = divisor
         self._rx_depth = rx_fifo_depth
         self._tx_depth = tx_fifo_depth
         self._engine = Engine(params)
-        self._uart = UART(divisor)                       # checks the divisor
         super().__init__()
 
     @property

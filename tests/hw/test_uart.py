@@ -234,3 +234,19 @@ def test_divisor_from_clock_and_baud():
         uart_divisor(0, 9600)
     with pytest.raises(ValueError, match="at least 4"):
         UART(3)
+
+
+def test_refused_components_leave_no_warning():
+    """A UART or link refused at construction is not reported as created but never used
+    (warnings are errors here)."""
+    import gc
+
+    from sparsemac.hw import EngineParameters
+    from sparsemac.hw.boards.serial_engine import SerialEngine
+
+    for make in (lambda: UART(2), lambda: UARTReceiver(0), lambda: UARTTransmitter(True),
+                 lambda: SerialEngine(EngineParameters(lanes=1), 3),
+                 lambda: SerialEngine(EngineParameters(lanes=1), 8, rx_fifo_depth=1)):
+        with pytest.raises(ValueError):
+            make()
+    gc.collect()
