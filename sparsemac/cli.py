@@ -155,7 +155,10 @@ def _engine_inputs(path: str, image: fmt.ModelImage) -> np.ndarray:
 def cmd_golden(args) -> None:
     image = container.load_image(args.image)
     x = _engine_inputs(args.input, image)
-    result = golden.run_golden(image, x)
+    # Cycles of the engine `sparsemac run` builds for this image by default.
+    from .sim.transport import engine_build_info, parameters_for
+
+    result = golden.run_golden(image, x, engine_build_info(parameters_for(image)).timing)
     np.save(args.output, result.accumulators if args.accumulators else result.outputs)
     print(f"{x.shape[0]} vectors: cycles per run min {result.cycles.min():,} "
           f"mean {result.cycles.mean():,.1f} max {result.cycles.max():,}; "
