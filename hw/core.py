@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.lib import data, enum, wiring
-from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -54,7 +53,8 @@ def load_bus_signature(params: EngineParameters) -> wiring.Signature:
 
 def core_timing(params: EngineParameters) -> EngineTiming:
     """The cycle-model constants of a core built with ``params`` (docs/engine.md 4.1)."""
-    return EngineTiming(fifo_depth=params.fifo_depth, broadcast_latency=1,
+    return EngineTiming(fifo_depth=params.fifo_depth + Lane.FETCH_CYCLES - 1,
+                        broadcast_latency=Lane.FETCH_CYCLES,
                         mac_latency=Lane.DRAIN_CYCLES,
                         output_latency=OutputStage.LATENCY, layer_overhead=4)
 
@@ -134,16 +134,13 @@ class Core(wiring.Component):
         timing = self.timing
 
         m.submodules.front_end = front_end = FrontEnd(p)
-        lane_blocks, fifos, outputs = [], [], []
+        lane_blocks, outputs = [], []
         for index in range(lanes):
             lane = Lane(p)
-            fifo = SyncFIFO(width=column_layout(p).size, depth=p.fifo_depth)
             output = OutputStage(p)
             m.submodules[f"lane{index}"] = lane
-            m.submodules[f"fifo{index}"] = fifo
             m.submodules[f"output{index}"] = output
             lane_blocks.append(lane)
-            fifos.append(fifo)
             outputs.append(output)
 
         # -- Layer table and configuration --------------------------------------------------
@@ -213,8 +210,8 @@ class Core(wiring.Component):
             front_end.columns.eq(config.columns),
             front_end.groups.eq(config.groups),
         ]
-        for fifo in fifos:
-            with m.If(~fifo.w_rdy):
+        for lane in lane_blocks:
+            with m.If(~lane.i.ready):
                 m.d.comb += all_room.eq(0)
         m.d.comb += front_end.o.ready.eq(all_room)
         # Whether the lanes are idle (free, with empty FIFOs) and nothing is broadcast, as of
@@ -225,13 +222,10 @@ class Core(wiring.Component):
         m.d.sync += broadcast_before.eq(front_end.o.valid & all_room)
         m.d.comb += idle_before.eq(~broadcast_before)
         for index in range(lanes):
-            lane, fifo, output = lane_blocks[index], fifos[index], outputs[index]
+            lane, output = lane_blocks[index], outputs[index]
             m.d.comb += [
-                fifo.w_en.eq(front_end.o.valid & all_room),
-                fifo.w_data.eq(front_end.o.payload),
-                lane.i.valid.eq(fifo.r_rdy),
-                lane.i.payload.eq(fifo.r_data),
-                fifo.r_en.eq(lane.i.ready),
+                lane.i.valid.eq(front_end.o.valid & all_room),
+                lane.i.payload.eq(front_end.o.payload),
                 lane.value_bits.eq(config.value_bits),
                 lane.run_bits.eq(config.run_bits),
                 lane.entry_base.eq(config.entry_base),
@@ -242,7 +236,7 @@ class Core(wiring.Component):
                 output.acc.eq(lane.out_data),
             ]
             lane_idle = Signal(name=f"lane_idle{index}")
-            m.d.sync += lane_idle.eq(~fifo.r_rdy & lane.idle)
+            m.d.sync += lane_idle.eq(lane.idle)
             with m.If(~lane_idle):
                 m.d.comb += idle_before.eq(0)
 

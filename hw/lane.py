@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import stream, wiring
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -24,19 +25,22 @@ def LoadSignature(addr_bits: int, data_bits: int) -> wiring.Signature:
 class Lane(wiring.Component):
     """Retire one CSR(C) entry per cycle into the lane's accumulators.
 
-    For each (column, value) taken from ``i`` the lane reads ``pointers[c]`` and
-    ``pointers[c + 1]`` (two read ports, ``pointer_base`` added), then walks the column's
-    entries in the lane's bit stream (docs/format.md section 3): the stream is held in two
-    W-bit memories, even and odd words, so an entry straddling two words is read in one cycle.
-    Each entry advances the slot by ``run + 1`` and adds ``value * x`` to that slot's
-    accumulator. The accumulators are a memory whose read port is transparent to its write
-    port, so consecutive updates of the same slot are forwarded and never stall.
+    For each (column, value) accepted on ``i`` the lane reads ``pointers[c]`` and
+    ``pointers[c + 1]`` (two read ports, ``pointer_base`` added) and queues (first entry,
+    entry count, value) in its FIFO; every memory's read data goes straight into a register.
+    Taking a column from the FIFO, the lane walks the column's entries in its bit stream
+    (docs/format.md section 3): the stream is held in two W-bit memories, even and odd words,
+    so an entry straddling two words is read in one cycle. Each entry advances the slot by
+    ``run + 1`` and adds ``value * x`` to that slot's accumulator. The accumulator memory's
+    read port is not transparent; the two writes an update's read misses are forwarded, so
+    consecutive updates of the same slot never stall.
 
-    Pipeline (cycle ``P`` is the cycle the lane takes a column from ``i``):
-    ``P`` pointer read; ``P+1`` entry count (and whether the next column may be taken);
-    ``P+2`` first bit position; ``P+3 ..`` one entry address per cycle; +1 word data and the
-    entry's bits; +2 field extraction and slot; +3 accumulator read and product; +4
-    accumulator write.
+    Pipeline. Fetch (cycle ``B`` is the cycle ``i`` accepts a column): ``B+1`` pointer read,
+    ``B+2`` pointers registered, ``B+3`` entry count, FIFO write; the FIFO shows the column
+    in ``B+4``. Take (cycle ``P``): ``P+1`` first entry times entry width, ``P+2`` first bit
+    position, ``P+3 ..`` one entry address per cycle; +1 the two words registered, +2 the
+    entry's bits, +3 field extraction, +4 slot, +5 accumulator read and product, +6 read data
+    and product registered, +7 sum and accumulator write.
 
     Parameters
     ----------
@@ -45,11 +49,16 @@ class Lane(wiring.Component):
     Members
     -------
     i : In(stream.Signature(column_layout(params)))
-        Nonzero activations, from this lane's FIFO.
+        Nonzero activations, from the front end. ``ready`` is high while fewer than
+        :attr:`credit_limit` columns are accepted and not yet taken.
     value_bits, run_bits, entry_base, pointer_base, slots : In
-        The current layer's configuration (entry base in words); held during a layer.
+        The current layer's configuration (entry base in words); held during a layer, from
+        at least two cycles before its first column.
+    take : Out(1)
+        The lane takes a column from its FIFO this cycle (cycle ``P``).
     idle : Out(1)
-        The lane would take a column this cycle: it has finished the cycles of the last one.
+        The lane is free (it has finished the cycles of its last column) and holds no
+        accepted column.
     out_en, out_addr : In
         The output stage reads accumulator ``out_addr`` (data on ``out_data`` the next cycle)
         and the lane clears it to zero the cycle after. Only while the lane is idle and drained.
@@ -57,15 +66,18 @@ class Lane(wiring.Component):
     pointer_w, entry_w : In(LoadSignature)
         Host writes of the pointer memory and of entry word ``addr``.
 
-    Latency and back-pressure: ``i.ready`` is high in the cycle ``P + max(1, n)`` after the
-    previous column was taken at ``P`` with ``n`` entries (or whenever the lane is idle), so a
-    lane retires one entry per cycle in steady state and a column with no entries costs one
-    cycle. The last accumulator write lands 6 cycles after the lane becomes idle; the read
-    port's transparency makes it visible to a read in that same cycle.
+    Latency and back-pressure: a column accepted in ``B`` is taken at the earliest in
+    ``B + 4`` (:attr:`FETCH_CYCLES`). A column taken in ``P`` with ``n`` entries keeps the
+    lane until ``P + max(1, n)``, when it may take the next, so a lane retires one entry per
+    cycle in steady state and a column with no entries costs one cycle. A take frees a
+    credit (``i.ready``) the next cycle. The last accumulator write lands
+    :attr:`DRAIN_CYCLES` cycles after the lane becomes free; a read in the next cycle sees it.
     """
 
-    #: Cycles from the lane going idle to its accumulators being final for a read.
-    DRAIN_CYCLES = 6
+    #: Cycles from accepting a column on ``i`` to the first cycle it may be taken.
+    FETCH_CYCLES = 4
+    #: Cycles from the lane going free to its last accumulator write (inclusive).
+    DRAIN_CYCLES = 9
 
     def __init__(self, params: EngineParameters):
         if not isinstance(params, EngineParameters):
@@ -79,6 +91,7 @@ class Lane(wiring.Component):
             "entry_base": In(max(1, p.entry_words.bit_length())),
             "pointer_base": In(max(1, p.pointer_depth.bit_length())),
             "slots": In(max(1, p.bank_depth.bit_length())),
+            "take": Out(1),
             "idle": Out(1),
             "out_en": In(1),
             "out_addr": In(range(p.bank_depth)),
@@ -88,12 +101,19 @@ class Lane(wiring.Component):
             "entry_w": In(LoadSignature(max(1, (p.entry_words - 1).bit_length()), p.word_bits)),
         })
 
+    @property
+    def credit_limit(self) -> int:
+        """Columns accepted and not yet taken, at most: the FIFO depth plus the fetch's
+        three cycles in flight."""
+        return self._params.fifo_depth + self.FETCH_CYCLES - 1
+
     def elaborate(self, platform):
         m = Module()
         p = self._params
         word_bits = p.word_bits
         word_shift = word_bits.bit_length() - 1
         entry_width = p.weight_bits + p.max_run_bits
+        credit_limit = self.credit_limit
 
         # -- Memories -----------------------------------------------------------------------
         m.submodules.pointers = pointers = Memory(shape=p.pointer_bits, depth=p.pointer_depth,
@@ -124,47 +144,94 @@ class Lane(wiring.Component):
         m.submodules.accumulators = accumulators = Memory(
             shape=signed(p.accumulator_bits), depth=p.bank_depth, init=[])
         acc_wr = accumulators.write_port()
-        acc_rd = accumulators.read_port(transparent_for=(acc_wr,))
+        acc_rd = accumulators.read_port()
 
-        # -- Take a column, fetch its pointers (cycle P) ------------------------------------
-        s1_valid = Signal()
-        s1_x = Signal(signed(p.activation_bits))
-        hold = Signal(p.pointer_bits)
-        m.d.comb += [
-            pointer_start.addr.eq(self.pointer_base + self.i.payload.column),
-            pointer_end.addr.eq(self.pointer_base + self.i.payload.column + 1),
-        ]
+        # -- Pointer fetch, ahead of the FIFO (cycles B .. B+3) ------------------------------
+        # Credits count the columns accepted and not yet taken from the FIFO, so the FIFO
+        # never overflows although its writes land three cycles after the acceptance.
+        accept = Signal()
         take = Signal()
-        m.d.comb += take.eq(self.i.valid & self.i.ready)
-        m.d.sync += [s1_valid.eq(take)]
+        credits = Signal(range(credit_limit + 1))
+        m.d.comb += [
+            self.i.ready.eq(credits < credit_limit),
+            accept.eq(self.i.valid & self.i.ready),
+        ]
+        with m.If(accept & ~take):
+            m.d.sync += credits.eq(credits + 1)
+        with m.Elif(~accept & take):
+            m.d.sync += credits.eq(credits - 1)
+
+        f1_valid = Signal()
+        f1_column = Signal.like(self.i.payload.column)
+        f1_x = Signal(signed(p.activation_bits))
+        m.d.sync += [f1_valid.eq(accept), f1_column.eq(self.i.payload.column),
+                     f1_x.eq(self.i.payload.value)]
+        m.d.comb += [
+            pointer_start.addr.eq(self.pointer_base + f1_column),
+            pointer_end.addr.eq(self.pointer_base + f1_column + 1),
+        ]
+        f2_valid = Signal()
+        f2_x = Signal(signed(p.activation_bits))
+        m.d.sync += [f2_valid.eq(f1_valid), f2_x.eq(f1_x)]
+        f3_valid = Signal()
+        f3_x = Signal(signed(p.activation_bits))
+        f3_start = Signal(p.pointer_bits)
+        f3_end = Signal(p.pointer_bits)
+        m.d.sync += [f3_valid.eq(f2_valid), f3_x.eq(f2_x),
+                     f3_start.eq(pointer_start.data), f3_end.eq(pointer_end.data)]
+
+        fetched = data.StructLayout({
+            "start": unsigned(p.pointer_bits),
+            "count": unsigned(p.pointer_bits),
+            "x": signed(p.activation_bits),
+        })
+        m.submodules.fifo = fifo = SyncFIFO(width=fetched.size, depth=credit_limit)
+        f3_out = Signal(fetched)
+        m.d.comb += [
+            f3_out.start.eq(f3_start),
+            f3_out.x.eq(f3_x),
+            fifo.w_en.eq(f3_valid),
+            fifo.w_data.eq(f3_out),
+        ]
+        with m.If(f3_end > f3_start):
+            m.d.comb += f3_out.count.eq(f3_end - f3_start)
+        head = Signal(fetched)
+        m.d.comb += head.eq(fifo.r_data)
+
+        # -- Take a column (cycle P): it keeps the lane for max(1, n) cycles -----------------
+        free = Signal(init=1)
+        left = Signal(p.pointer_bits)
+        m.d.comb += [
+            take.eq(fifo.r_rdy & free),
+            fifo.r_en.eq(take),
+            self.take.eq(take),
+            self.idle.eq(free & (credits == 0)),
+        ]
         with m.If(take):
-            m.d.sync += s1_x.eq(self.i.payload.value)
+            m.d.sync += free.eq(head.count <= 1)
+            with m.If(head.count > 1):
+                m.d.sync += left.eq(head.count - 1)
+        with m.Elif(left != 0):
+            m.d.sync += [left.eq(left - 1), free.eq(left == 1)]
 
-        # -- Entry count and first bit position (cycle P + 1) -------------------------------
-        count = Signal(p.pointer_bits)
-        with m.If(pointer_end.data > pointer_start.data):
-            m.d.comb += count.eq(pointer_end.data - pointer_start.data)
         entry_bits = Signal(range(2 * 16 + 1))
-        m.d.comb += entry_bits.eq(self.value_bits + self.run_bits)
+        m.d.sync += entry_bits.eq(self.value_bits + self.run_bits)
+        base_bit = Signal(p.bit_address_bits + 1)
+        m.d.sync += base_bit.eq(self.entry_base << word_shift)
 
-        with m.If(s1_valid):
-            m.d.comb += self.idle.eq(count <= 1)
-            with m.If(count > 1):
-                m.d.sync += hold.eq(count - 2)
-        with m.Else():
-            m.d.comb += self.idle.eq(hold == 0)
-            with m.If(hold != 0):
-                m.d.sync += hold.eq(hold - 1)
-        m.d.comb += self.i.ready.eq(self.idle)
-
-        # -- Column hand-off: the column's first bit position (cycle P + 2) ----------------
+        # -- The column's first bit position (cycles P+1, P+2) ------------------------------
+        s1_valid = Signal()
+        s1_start = Signal(p.pointer_bits)
+        s1_count = Signal(p.pointer_bits)
+        s1_x = Signal(signed(p.activation_bits))
+        m.d.sync += [s1_valid.eq(take & (head.count != 0)), s1_start.eq(head.start),
+                     s1_count.eq(head.count), s1_x.eq(head.x)]
         s2_valid = Signal()
-        s2_start = Signal(p.pointer_bits)
+        s2_offset = Signal(p.bit_address_bits + 1)
         s2_count = Signal(p.pointer_bits)
         s2_x = Signal(signed(p.activation_bits))
-        m.d.sync += s2_valid.eq(s1_valid & (count != 0))
-        with m.If(s1_valid):
-            m.d.sync += [s2_start.eq(pointer_start.data), s2_count.eq(count), s2_x.eq(s1_x)]
+        m.d.sync += [s2_valid.eq(s1_valid), s2_offset.eq(s1_start * entry_bits),
+                     s2_count.eq(s1_count), s2_x.eq(s1_x)]
 
         # -- Entry generator: one bit position per cycle (cycles P + 3 ..) ------------------
         gen_bit = Signal(p.bit_address_bits + 1)
@@ -175,7 +242,7 @@ class Lane(wiring.Component):
         m.d.comb += issue.eq(gen_left != 0)
         with m.If(s2_valid):
             m.d.sync += [
-                gen_bit.eq((self.entry_base << word_shift) + s2_start * entry_bits),
+                gen_bit.eq(base_bit + s2_offset),
                 gen_left.eq(s2_count),
                 gen_x.eq(s2_x),
                 gen_first.eq(1),
@@ -193,34 +260,47 @@ class Lane(wiring.Component):
             even_rd.addr.eq((word + 1) >> 1),
             odd_rd.addr.eq(word >> 1),
         ]
-        s3_valid = Signal()
-        s3_offset = Signal(range(word_bits))
-        s3_odd = Signal()
-        s3_x = Signal(signed(p.activation_bits))
-        s3_first = Signal()
+        e1_valid = Signal()
+        e1_offset = Signal(range(word_bits))
+        e1_odd = Signal()
+        e1_x = Signal(signed(p.activation_bits))
+        e1_first = Signal()
         m.d.sync += [
-            s3_valid.eq(issue),
-            s3_offset.eq(gen_bit[:word_shift] if word_shift else 0),
-            s3_odd.eq(word[0]),
-            s3_x.eq(gen_x),
-            s3_first.eq(gen_first),
+            e1_valid.eq(issue),
+            e1_offset.eq(gen_bit[:word_shift] if word_shift else 0),
+            e1_odd.eq(word[0]),
+            e1_x.eq(gen_x),
+            e1_first.eq(gen_first),
         ]
 
-        # -- Entry bits out of the two words (entry cycle + 1) -----------------------------
-        low = Mux(s3_odd, odd_rd.data, even_rd.data)
-        high = Mux(s3_odd, even_rd.data, odd_rd.data)
+        # -- The two words, registered straight out of the memories (entry cycle + 1) -------
+        e2_valid = Signal()
+        e2_even = Signal(word_bits)
+        e2_odd_word = Signal(word_bits)
+        e2_offset = Signal(range(word_bits))
+        e2_odd = Signal()
+        e2_x = Signal(signed(p.activation_bits))
+        e2_first = Signal()
+        m.d.sync += [
+            e2_valid.eq(e1_valid), e2_even.eq(even_rd.data), e2_odd_word.eq(odd_rd.data),
+            e2_offset.eq(e1_offset), e2_odd.eq(e1_odd), e2_x.eq(e1_x), e2_first.eq(e1_first),
+        ]
+
+        # -- The entry's bits out of the two words (entry cycle + 2) ------------------------
+        low = Mux(e2_odd, e2_odd_word, e2_even)
+        high = Mux(e2_odd, e2_even, e2_odd_word)
         raw = Signal(entry_width)
         raw_valid = Signal()
         raw_x = Signal(signed(p.activation_bits))
         raw_first = Signal()
         m.d.sync += [
-            raw.eq(Cat(low, high) >> s3_offset),
-            raw_valid.eq(s3_valid),
-            raw_x.eq(s3_x),
-            raw_first.eq(s3_first),
+            raw.eq(Cat(low, high) >> e2_offset),
+            raw_valid.eq(e2_valid),
+            raw_x.eq(e2_x),
+            raw_first.eq(e2_first),
         ]
 
-        # -- Field extraction and slot (entry cycle + 2) ------------------------------------
+        # -- Field extraction (entry cycle + 3) ---------------------------------------------
         value_mask = Signal(p.weight_bits)
         m.d.comb += value_mask.eq((Const(1, p.weight_bits + 1) << self.value_bits) - 1)
         magnitude = Signal(p.weight_bits)
@@ -239,17 +319,28 @@ class Lane(wiring.Component):
             run_mask.eq((Const(1, p.max_run_bits + 1) << self.run_bits) - 1),
             run.eq((raw >> self.value_bits) & run_mask),
         ]
+        d_valid = Signal()
+        d_value = Signal(signed(p.weight_bits))
+        d_run = Signal(p.max_run_bits)
+        d_x = Signal(signed(p.activation_bits))
+        d_first = Signal()
+        m.d.sync += [d_valid.eq(raw_valid), d_value.eq(value), d_run.eq(run), d_x.eq(raw_x),
+                     d_first.eq(raw_first)]
+
+        # -- Slot (entry cycle + 4) ---------------------------------------------------------
         slot = Signal(p.slot_bits)
         s4_valid = Signal()
         s4_slot = Signal(p.slot_bits)
         s4_value = Signal(signed(p.weight_bits))
         s4_x = Signal(signed(p.activation_bits))
-        m.d.comb += slot.eq(Mux(raw_first, run, s4_slot + run + 1))
-        m.d.sync += s4_valid.eq(raw_valid)
-        with m.If(raw_valid):
-            m.d.sync += [s4_slot.eq(slot), s4_value.eq(value), s4_x.eq(raw_x)]
+        m.d.comb += slot.eq(Mux(d_first, d_run, s4_slot + d_run + 1))
+        m.d.sync += s4_valid.eq(d_valid)
+        with m.If(d_valid):
+            m.d.sync += [s4_slot.eq(slot), s4_value.eq(d_value), s4_x.eq(d_x)]
 
-        # -- Accumulator read and product (entry cycle + 3), write (entry cycle + 4) ---------
+        # -- Accumulator read and product (entry cycle + 5), read data and product registered
+        # (+6), sum and write (+7). The read port is not transparent: the writes of the two
+        # cycles before the sum are forwarded.
         s5_valid = Signal()
         s5_slot = Signal(p.slot_bits)
         s5_product = Signal(signed(p.product_bits))
@@ -258,6 +349,38 @@ class Lane(wiring.Component):
             s5_slot.eq(s4_slot),
             s5_product.eq(s4_value * s4_x),
         ]
+        s6_valid = Signal()
+        s6_slot = Signal(p.slot_bits)
+        s6_product = Signal(signed(p.product_bits))
+        s6_acc = Signal(signed(p.accumulator_bits))
+        w1_en = Signal()
+        w1_slot = Signal(p.slot_bits)
+        w1_data = Signal(signed(p.accumulator_bits))
+        w2_data = Signal(signed(p.accumulator_bits))
+        s6_hit1 = Signal()
+        s6_hit2 = Signal()
+        m.d.sync += [
+            s6_valid.eq(s5_valid),
+            s6_slot.eq(s5_slot),
+            s6_product.eq(s5_product),
+            s6_acc.eq(acc_rd.data),
+            # The write in this cycle (from s6) is the one before s5's sum; the write of
+            # the previous cycle (w1) is two before.
+            s6_hit1.eq(s6_valid & (s6_slot == s5_slot)),
+            s6_hit2.eq(w1_en & (w1_slot == s5_slot)),
+        ]
+        acc_in = Signal(signed(p.accumulator_bits))
+        with m.If(s6_hit1):
+            m.d.comb += acc_in.eq(w1_data)
+        with m.Elif(s6_hit2):
+            m.d.comb += acc_in.eq(w2_data)
+        with m.Else():
+            m.d.comb += acc_in.eq(s6_acc)
+        total = Signal(signed(p.accumulator_bits))
+        m.d.comb += total.eq(acc_in + s6_product)
+        m.d.sync += [w1_en.eq(s6_valid), w1_slot.eq(s6_slot), w1_data.eq(total),
+                     w2_data.eq(w1_data)]
+
         clear_en = Signal()
         clear_addr = Signal(range(p.bank_depth))
         m.d.sync += [clear_en.eq(self.out_en), clear_addr.eq(self.out_addr)]
@@ -269,9 +392,9 @@ class Lane(wiring.Component):
             m.d.comb += [acc_wr.en.eq(1), acc_wr.addr.eq(clear_addr), acc_wr.data.eq(0)]
         with m.Else():
             m.d.comb += [
-                acc_wr.en.eq(s5_valid),
-                acc_wr.addr.eq(s5_slot),
-                acc_wr.data.eq(acc_rd.data + s5_product),
+                acc_wr.en.eq(s6_valid),
+                acc_wr.addr.eq(s6_slot),
+                acc_wr.data.eq(total),
             ]
         m.d.comb += self.out_data.eq(acc_rd.data)
         return m

@@ -71,7 +71,7 @@ class OutputStage(wiring.Component):
         })
 
     #: Cycles from issuing a slot to its output on ``o``.
-    LATENCY = 5
+    LATENCY = 6
 
     @property
     def latency(self) -> int:
@@ -91,25 +91,33 @@ class OutputStage(wiring.Component):
             row_rd.addr.eq(self.param_base + self.slot),
         ]
 
-        # Cycle +1: parameters and accumulator arrive; add the bias.
+        # Cycle +1: parameters and accumulator arrive, registered straight out of the
+        # memories.
         s1_valid = Signal()
         s1_slot = Signal.like(self.slot)
         m.d.sync += [s1_valid.eq(self.en), s1_slot.eq(self.slot)]
+        r_valid = Signal()
+        r_slot = Signal.like(self.slot)
+        r_acc = Signal(signed(p.accumulator_bits))
+        r_row = Signal(self._row)
+        m.d.sync += [r_valid.eq(s1_valid), r_slot.eq(s1_slot), r_acc.eq(self.acc),
+                     r_row.eq(row_rd.data)]
 
+        # Cycle +2: add the bias.
         s2_valid = Signal()
         s2_slot = Signal.like(self.slot)
         s2_sum = Signal(signed(p.accumulator_bits + 1))
         s2_multiplier = Signal(MULTIPLIER_BITS)
         s2_shift = Signal(6)
         m.d.sync += [
-            s2_valid.eq(s1_valid),
-            s2_slot.eq(s1_slot),
-            s2_sum.eq(self.acc + row_rd.data.bias),
-            s2_multiplier.eq(row_rd.data.multiplier),
-            s2_shift.eq(row_rd.data.shift),
+            s2_valid.eq(r_valid),
+            s2_slot.eq(r_slot),
+            s2_sum.eq(r_acc + r_row.bias),
+            s2_multiplier.eq(r_row.multiplier),
+            s2_shift.eq(r_row.shift),
         ]
 
-        # Cycle +2: the exact product.
+        # Cycle +3: the exact product.
         s3_valid = Signal()
         s3_slot = Signal.like(self.slot)
         s3_product = Signal(signed(p.accumulator_bits + 1 + MULTIPLIER_BITS + 1))
@@ -121,7 +129,7 @@ class OutputStage(wiring.Component):
             s3_shift.eq(s2_shift),
         ]
 
-        # Cycle +3: round half up and shift. For shift > 0,
+        # Cycle +4: round half up and shift. For shift > 0,
         # (x + 2**(s-1)) >> s == ((x >> (s-1)) + 1) >> 1, which needs no 64-bit rounding term.
         width = s3_product.shape().width
         partial = Signal(signed(width))
@@ -136,7 +144,7 @@ class OutputStage(wiring.Component):
         s4_scaled = Signal.like(scaled)
         m.d.sync += [s4_valid.eq(s3_valid), s4_slot.eq(s3_slot), s4_scaled.eq(scaled)]
 
-        # Cycle +4: clamp (ReLU is a clamp at 0).
+        # Cycle +5: clamp (ReLU is a clamp at 0).
         lo, hi = signed_range(p.activation_bits)
         low = Signal(signed(p.activation_bits))
         m.d.comb += low.eq(Mux(self.relu, 0, lo))

@@ -35,9 +35,9 @@ class EngineTiming:
     layer_overhead : fixed cycles per layer (configuration, phase changes)
     """
     fifo_depth: int = 4
-    broadcast_latency: int = 1
-    mac_latency: int = 6
-    output_latency: int = 5
+    broadcast_latency: int = 4
+    mac_latency: int = 9
+    output_latency: int = 6
     layer_overhead: int = 4
 
     def __post_init__(self):

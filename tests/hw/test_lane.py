@@ -46,18 +46,22 @@ def run_lane(params, layer, lane, x, valid_probability, seed):
                 ctx.set(dut.i.valid, 1)
                 ctx.set(dut.i.payload.column, pending[0][0])
                 ctx.set(dut.i.payload.value, pending[0][1])
-                _, _, ready = await ctx.tick().sample(dut.i.ready)
+                _, _, ready, take = await ctx.tick().sample(dut.i.ready, dut.take)
                 if ready:
-                    takes.append(cycle)
                     pending.pop(0)
             else:
                 ctx.set(dut.i.valid, 0)
-                await ctx.tick()
+                _, _, take = await ctx.tick().sample(dut.take)
+            if take:
+                takes.append(cycle)
             cycle += 1
         ctx.set(dut.i.valid, 0)
         while not ctx.get(dut.idle):
-            await ctx.tick()
-        for _ in range(Lane.DRAIN_CYCLES):
+            _, _, take = await ctx.tick().sample(dut.take)
+            if take:
+                takes.append(cycle)
+            cycle += 1
+        for _ in range(Lane.DRAIN_CYCLES + 1):
             await ctx.tick()
         for slot in range(packed.slots):
             ctx.set(dut.out_en, 1)
