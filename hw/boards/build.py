@@ -33,7 +33,7 @@ from typing import Callable
 
 from sparsemac.sw.fpga_report import (FPGAReport, critical_path_from_log,
                                       critical_path_from_report, fmax_from_log,
-                                      read_nextpnr_report, read_yosys_stat)
+                                      read_nextpnr_report, read_yosys_stat, RESOURCE_NAMES)
 
 from ..parameters import EngineParameters
 from . import Board, get_board
@@ -234,7 +234,7 @@ def build(board: Board | str, params: EngineParameters | None = None, *,
     # nextpnr counts logic cells on the iCE40, not LUTs, flip-flops and carries: keep Yosys'
     # counts of those.
     merged = [*resources, *(r for r in synth.values() if r.name not in {x.name for x in resources})]
-    order = [r.name for r in read_yosys_stat(directory / f"{NAME}.stat.json", board.family, NAME)]
+    order = [name for name, _, _ in RESOURCE_NAMES[board.family]]
     merged.sort(key=lambda r: order.index(r.name) if r.name in order else len(order))
     result.report = FPGAReport(board.name, board.device, "pnr", merged, clocks,
                                critical_path_from_report(report_path)
