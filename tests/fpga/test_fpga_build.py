@@ -2,15 +2,18 @@
 
 Each test runs the whole flow but the packer on a one-lane engine with small memories
 (about 1.5 to 3 minutes each on 2 cores; docs/fpga.md lists measured times), and checks the
-report: resource counts from synthesis and from nextpnr, a clock with an Fmax, the logs kept.
+report: resource counts from synthesis and from nextpnr, a clock with an Fmax, the logs kept;
+then ``sparsemac build --stage synth --json`` on the same folder (synthesis reused).
 Timing is allowed to fail here (the targets are the default builds', docs/fpga.md); the
 report must still say whether it was met.
 """
 
 import json
+from dataclasses import fields
 
 import pytest
 
+from sparsemac.cli import main
 from sparsemac.hw import EngineParameters
 
 pytest.importorskip("amaranth_boards")
@@ -26,7 +29,7 @@ SMALL = EngineParameters(lanes=1, entry_words=64, pointer_depth=32, slot_depth=1
     ("icebreaker", {"DSP": (1, 8), "PLL": (1, 1)}),
     ("ulx3s-85f", {"PLL": (1, None)}),
 ])
-def test_small_engine_places_and_routes(tmp_path, board, expect):
+def test_small_engine_places_and_routes(tmp_path, capsys, board, expect):
     from sparsemac.hw.boards.build import build
 
     result = build(board, SMALL, directory=tmp_path / "build", stage="pnr",
@@ -48,6 +51,13 @@ def test_small_engine_places_and_routes(tmp_path, board, expect):
         assert (tmp_path / "build" / log).is_file(), log
     recorded = json.loads((tmp_path / "build" / "build.json").read_text())
     assert recorded["report"]["stage"] == "pnr" and recorded["params"]["lanes"] == 1
-    # A second build of the same design with another seed reuses the synthesis.
-    again = build(board, SMALL, directory=tmp_path / "build", stage="synth", seed=2)
-    assert again.seconds["yosys"] == 0.0
+    # The same design from the command line, another seed: the synthesis is reused.
+    capsys.readouterr()
+    argv = ["build", "--board", board, "-o", str(tmp_path / "build"), "--stage", "synth",
+            "--seed", "2", "--json"]
+    for field in fields(EngineParameters):
+        argv += ["--" + field.name.replace("_", "-"), str(getattr(SMALL, field.name))]
+    assert main(argv) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["seconds"]["yosys"] == 0.0 and again["seed"] == 2
+    assert again["params"] == recorded["params"] and again["report"]["stage"] == "synth"
