@@ -56,7 +56,7 @@ def core_timing(params: EngineParameters) -> EngineTiming:
     return EngineTiming(fifo_depth=params.fifo_depth + Lane.FETCH_CYCLES - 1,
                         broadcast_latency=Lane.FETCH_CYCLES,
                         mac_latency=Lane.DRAIN_CYCLES,
-                        output_latency=OutputStage.LATENCY, layer_overhead=4)
+                        output_latency=OutputStage.LATENCY, layer_overhead=5)
 
 
 class Core(wiring.Component):
@@ -286,6 +286,9 @@ class Core(wiring.Component):
                 m.d.sync += config.eq(table_rd.data)
                 m.next = "Prime"
             with m.State("Prime"):
+                m.d.comb += [self.busy.eq(1), running.eq(1)]
+                m.next = "Load"
+            with m.State("Load"):
                 m.d.comb += [self.busy.eq(1), running.eq(1)]
                 m.d.sync += idle_cycles.eq(timing.mac_latency - 1)
                 m.next = "Compute"

@@ -14,16 +14,18 @@ __all__ = ["FrontEnd"]
 class _Phase(enum.Enum, shape=2):
     IDLE = 0
     PRIME = 1
-    SCAN = 2
+    LOAD = 2
+    SCAN = 3
 
 
 class FrontEnd(wiring.Component):
     """Scan one group of N activations per cycle; offer its nonzeros one per cycle.
 
     A *group* is the N activations at one bank address (physical columns ``g*N`` to
-    ``g*N + N - 1``, docs/format.md section 2). The front end keeps the current group in
-    registers and the next one on the banks' read port, so moving on costs nothing after a
-    group's last nonzero is taken, and exactly one cycle for a group with no nonzero.
+    ``g*N + N - 1``, docs/format.md section 2). The front end keeps the current group and
+    the next one in registers and the one after on the banks' read port (whose data goes
+    straight into a register), so moving on costs nothing after a group's last nonzero is
+    taken, and exactly one cycle for a group with no nonzero.
     Columns at or past ``columns`` are treated as zero.
 
     Parameters
@@ -50,7 +52,7 @@ class FrontEnd(wiring.Component):
     done : Out(1)
         High from the cycle after the last group has been scanned until the next ``start``.
 
-    Latency and back-pressure: after ``start`` in cycle -2, group 0 is scanned in cycle 0.
+    Latency and back-pressure: after ``start`` in cycle -3, group 0 is scanned in cycle 0.
     A nonzero is offered on ``o`` from the cycle its group is current; the front end holds it
     while ``o.ready`` is low and moves to the next one the cycle after the transfer.
     ``o.valid`` never depends on ``o.ready``.
@@ -65,7 +67,7 @@ class FrontEnd(wiring.Component):
             "start": In(1),
             "columns": In(params.column_bits),
             "groups": In(group_shape),
-            "rd_addr": Out(unsigned(max(1, (params.bank_depth + 2).bit_length()))),
+            "rd_addr": Out(unsigned(max(1, (params.bank_depth + 3).bit_length()))),
             "rd_en": Out(1),
             "rd_data": In(data.ArrayLayout(signed(params.activation_bits), params.lanes)),
             "o": Out(stream.Signature(column_layout(params))),
@@ -75,7 +77,7 @@ class FrontEnd(wiring.Component):
     @property
     def setup_cycles(self) -> int:
         """Cycles from ``start`` to the first group being scanned."""
-        return 2
+        return 3
 
     def elaborate(self, platform):
         m = Module()
@@ -86,6 +88,7 @@ class FrontEnd(wiring.Component):
         group = Signal(range(p.bank_depth + 2))
         base = Signal(p.column_bits + 1)          # group * lanes
         current = Signal(data.ArrayLayout(signed(p.activation_bits), lanes))
+        following = Signal(data.ArrayLayout(signed(p.activation_bits), lanes))
         mask = Signal(lanes)
 
         def nonzero_mask(values, first_column):
@@ -125,17 +128,22 @@ class FrontEnd(wiring.Component):
             m.d.sync += [phase.eq(_Phase.PRIME), group.eq(0), base.eq(0)]
         with m.Elif(phase == _Phase.PRIME):
             m.d.comb += [self.rd_addr.eq(1), self.rd_en.eq(1)]
+            m.d.sync += [phase.eq(_Phase.LOAD), following.eq(self.rd_data)]
+        with m.Elif(phase == _Phase.LOAD):
+            m.d.comb += [self.rd_addr.eq(2), self.rd_en.eq(1)]
             m.d.sync += [
                 phase.eq(_Phase.SCAN),
-                current.eq(self.rd_data),
-                mask.eq(nonzero_mask(self.rd_data, 0)),
+                current.eq(following),
+                mask.eq(nonzero_mask(following, 0)),
+                following.eq(self.rd_data),
             ]
         with m.Elif(advance):
-            m.d.comb += [self.rd_addr.eq(group + 2), self.rd_en.eq(1)]
+            m.d.comb += [self.rd_addr.eq(group + 3), self.rd_en.eq(1)]
             m.d.sync += [
                 group.eq(group + 1),
                 base.eq(base + lanes),
-                current.eq(self.rd_data),
-                mask.eq(nonzero_mask(self.rd_data, base + lanes)),
+                current.eq(following),
+                mask.eq(nonzero_mask(following, base + lanes)),
+                following.eq(self.rd_data),
             ]
         return m

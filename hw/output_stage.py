@@ -71,7 +71,7 @@ class OutputStage(wiring.Component):
         })
 
     #: Cycles from issuing a slot to its output on ``o``.
-    LATENCY = 6
+    LATENCY = 7
 
     @property
     def latency(self) -> int:
@@ -129,22 +129,30 @@ class OutputStage(wiring.Component):
             s3_shift.eq(s2_shift),
         ]
 
-        # Cycle +4: round half up and shift. For shift > 0,
+        # Cycles +4 and +5: shift, then round half up. For shift > 0,
         # (x + 2**(s-1)) >> s == ((x >> (s-1)) + 1) >> 1, which needs no 64-bit rounding term.
         width = s3_product.shape().width
-        partial = Signal(signed(width))
+        sh_valid = Signal()
+        sh_slot = Signal.like(self.slot)
+        sh_partial = Signal(signed(width))
+        sh_round = Signal()
+        m.d.sync += [
+            sh_valid.eq(s3_valid),
+            sh_slot.eq(s3_slot),
+            sh_partial.eq(Mux(s3_shift == 0, s3_product, s3_product >> (s3_shift - 1)[:6])),
+            sh_round.eq(s3_shift != 0),
+        ]
         scaled = Signal(signed(width + 1))
-        m.d.comb += partial.eq(s3_product >> (s3_shift - 1)[:6])
-        with m.If(s3_shift == 0):
-            m.d.comb += scaled.eq(s3_product)
+        with m.If(sh_round):
+            m.d.comb += scaled.eq((sh_partial + 1) >> 1)
         with m.Else():
-            m.d.comb += scaled.eq((partial + 1) >> 1)
+            m.d.comb += scaled.eq(sh_partial)
         s4_valid = Signal()
         s4_slot = Signal.like(self.slot)
         s4_scaled = Signal.like(scaled)
-        m.d.sync += [s4_valid.eq(s3_valid), s4_slot.eq(s3_slot), s4_scaled.eq(scaled)]
+        m.d.sync += [s4_valid.eq(sh_valid), s4_slot.eq(sh_slot), s4_scaled.eq(scaled)]
 
-        # Cycle +5: clamp (ReLU is a clamp at 0).
+        # Cycle +6: clamp (ReLU is a clamp at 0).
         lo, hi = signed_range(p.activation_bits)
         low = Signal(signed(p.activation_bits))
         m.d.comb += low.eq(Mux(self.relu, 0, lo))

@@ -37,8 +37,8 @@ class EngineTiming:
     fifo_depth: int = 4
     broadcast_latency: int = 4
     mac_latency: int = 9
-    output_latency: int = 6
-    layer_overhead: int = 4
+    output_latency: int = 7
+    layer_overhead: int = 5
 
     def __post_init__(self):
         if self.fifo_depth < 1:

@@ -94,7 +94,7 @@ def test_pace_without_back_pressure(seed):
     x = rng.integers(-128, 128, size=int(rng.integers(1, lanes * 10)))
     x[rng.random(x.size) < 0.7] = 0
     _, when, done = run_front_end(params, x, ready_probability=1.0, seed=seed)
-    # The driver's start is cycle -2 of the scan; the consumer counts from the start cycle.
+    # The driver's start is cycle -3 of the scan; the consumer counts from the start cycle.
     groups = -(-x.size // lanes)
     time, previous, expect = 0, None, []
     for column in np.flatnonzero(x):
@@ -103,5 +103,6 @@ def test_pace_without_back_pressure(seed):
         expect.append(time)
         previous = group
     scan_done = groups if previous is None else time + 1 + (groups - 1 - previous)
-    assert [w - 2 for w in when] == expect, f"seed {seed}"
-    assert done - 2 == scan_done, f"seed {seed}"
+    setup = 3  # FrontEnd.setup_cycles
+    assert [w - setup for w in when] == expect, f"seed {seed}"
+    assert done - setup == scan_done, f"seed {seed}"
