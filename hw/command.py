@@ -60,8 +60,8 @@ class CommandProcessor(wiring.Component):
         Response bytes.
     core_* : the core's control, status, load and activation-read ports (see :class:`Core`).
 
-    Latency and back-pressure: one command byte per cycle at most (a WRITE item costs one
-    extra cycle); ``i.ready`` is low while the processor executes a command or sends a
+    Latency and back-pressure: one command byte per cycle at most (a WRITE item costs two
+    extra cycles: its checks are registered before the write); ``i.ready`` is low while the processor executes a command or sends a
     response, and every response byte waits for ``o.ready``. ``o.valid`` never depends on
     ``o.ready``.
     """
@@ -156,17 +156,23 @@ class CommandProcessor(wiring.Component):
         columns, groups, slots = item[0:32], item[32:48], item[48:64]
         value_bits, run_bits, relu = item[64:72], item[72:80], item[80:88]
         entry_base, pointer_base, param_base = item[96:128], item[128:160], item[160:192]
+        # Each check is registered on its own (the item holds during WriteCheck), so no
+        # check reaches the memories' write enables in the cycle it is computed.
+        layer_checks = [
+            (columns >= 1), (columns <= lanes * p.bank_depth),
+            (groups * lanes >= columns), ((groups - 1) * lanes < columns),
+            (slots >= 1), (slots <= p.bank_depth),
+            (value_bits >= 4), (value_bits <= p.weight_bits),
+            (run_bits >= 1), (run_bits <= p.max_run_bits),
+            (relu <= 1), (item[88:96] == 0),
+            (entry_base < p.entry_words),
+            (pointer_base + columns + 1 <= p.pointer_depth),
+            (param_base + slots <= p.slot_depth),
+        ]
+        layer_passed = Signal(len(layer_checks))
+        m.d.sync += layer_passed.eq(Cat(*layer_checks))
         layer_ok = Signal()
-        m.d.comb += layer_ok.eq(
-            (columns >= 1) & (columns <= lanes * p.bank_depth)
-            & (groups * lanes >= columns) & ((groups - 1) * lanes < columns)
-            & (slots >= 1) & (slots <= p.bank_depth)
-            & (value_bits >= 4) & (value_bits <= p.weight_bits)
-            & (run_bits >= 1) & (run_bits <= p.max_run_bits)
-            & (relu <= 1) & (item[88:96] == 0)
-            & (entry_base < p.entry_words)
-            & (pointer_base + columns + 1 <= p.pointer_depth)
-            & (param_base + slots <= p.slot_depth))
+        m.d.comb += layer_ok.eq(layer_passed.all())
         layer_data = Signal(row)
         m.d.comb += [
             layer_data.columns.eq(columns), layer_data.groups.eq(groups),
@@ -178,7 +184,7 @@ class CommandProcessor(wiring.Component):
         acc_bits = p.accumulator_bits
         bias_top = item[acc_bits - 1:64]
         param_ok = Signal()
-        m.d.comb += param_ok.eq(((bias_top == 0) | (bias_top == (1 << (65 - acc_bits)) - 1))
+        m.d.sync += param_ok.eq(((bias_top == 0) | (bias_top == (1 << (65 - acc_bits)) - 1))
                                 & (item[80:88] <= MAX_SHIFT))
         param_data = Signal(row_param_layout(p))
         m.d.comb += [
@@ -187,7 +193,9 @@ class CommandProcessor(wiring.Component):
             param_data.shift.eq(item[80:86]),
         ]
         pointer_ok = Signal()
-        m.d.comb += pointer_ok.eq(item[:32] < (1 << p.pointer_bits))
+        m.d.sync += pointer_ok.eq(item[:32] < (1 << p.pointer_bits))
+        address_bad = Signal()
+        m.d.sync += address_bad.eq(address >= depth)
 
         # -- Reply bytes --------------------------------------------------------------------
         info = self._info.to_bytes()
@@ -331,7 +339,9 @@ class CommandProcessor(wiring.Component):
                                  remaining.eq(remaining - 1), index.eq(index + 1)]
                     with m.If(index + 1 == size):
                         m.d.sync += index.eq(0)
-                        m.next = "WriteItem"
+                        m.next = "WriteCheck"
+            with m.State("WriteCheck"):
+                m.next = "WriteItem"
             with m.State("WriteItem"):
                 load = core.core_load
                 m.d.sync += address.eq(address + 1)
@@ -352,7 +362,7 @@ class CommandProcessor(wiring.Component):
                             m.d.comb += [ok.eq(layer_ok), load.target.eq(LoadTarget.LAYER),
                                          load.data.eq(layer_data)]
                     m.d.comb += [load.lane.eq(lane), load.addr.eq(address)]
-                    with m.If(address >= depth):
+                    with m.If(address_bad):
                         m.d.sync += status.eq(Status.BAD_ADDRESS)
                     with m.Elif(~ok):
                         m.d.sync += status.eq(Status.BAD_VALUE)
