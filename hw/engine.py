@@ -3,7 +3,6 @@
 
 from amaranth.hdl import Module
 from amaranth.lib import stream, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from sparsemac.sw.golden import EngineTiming
@@ -71,17 +70,7 @@ class Engine(wiring.Component):
         m = Module()
         m.submodules.core = core = Core(self._params)
         m.submodules.command = command = CommandProcessor(self._params, self.timing)
-        # The command bytes enter through a register (SyncFIFOBuffered's output), so the
-        # memory of an upstream FIFO does not reach the command decoder in one cycle.
-        m.submodules.rx_buffer = rx_buffer = SyncFIFOBuffered(width=8, depth=2)
-        m.d.comb += [
-            rx_buffer.w_en.eq(self.i.valid),
-            rx_buffer.w_data.eq(self.i.payload),
-            self.i.ready.eq(rx_buffer.w_rdy),
-            command.i.valid.eq(rx_buffer.r_rdy),
-            command.i.payload.eq(rx_buffer.r_data),
-            rx_buffer.r_en.eq(command.i.ready),
-        ]
+        wiring.connect(m, wiring.flipped(self.i), command.i)
         wiring.connect(m, command.o, wiring.flipped(self.o))
         wiring.connect(m, command.core_load, core.load)
         m.d.comb += [
