@@ -345,29 +345,33 @@ def build_cocotb(
 def build_harness(
     design: Design,
     *,
+    main: Path = HARNESS_SOURCE,
     verilator_args: Sequence[str] = (),
     progress: Progress | None = None,
 ) -> Path:
-    """Build ``design`` with the pipe harness (``sim/harness.cpp``); return the executable's path.
+    """Build ``design`` with a C++ ``main`` (by default the pipe harness, ``sim/harness.cpp``);
+    return the executable's path.
 
     Tracing is compiled in; it costs nothing until ``--trace FILE`` is given. The model is
     compiled with Verilator's default optimisation (-Os), for speed. ``verilator_args`` are added
-    to the Verilator command (and to the build's key).
+    to the Verilator command (and to the build's key, with ``main``'s text).
     """
     toolchain = find_toolchain()
+    executable = Path(main).stem
     flags = [
-        "--cc", "--exe", "--top-module", design.name, "--prefix", "Vtop", "-o", "harness",
+        "--cc", "--exe", "--top-module", design.name, "--prefix", "Vtop", "-o", executable,
         "--trace", *_LINT_FLAGS, *verilator_args,
     ]
-    build_dir = design.directory / f"harness-{_tool_key('harness', flags, WAIVERS, HARNESS_SOURCE)}"
+    build_dir = design.directory / f"{executable}-{_tool_key(executable, flags, WAIVERS, main)}"
     commands = [
-        [str(toolchain.verilator), *flags, "-Mdir", str(build_dir), str(HARNESS_SOURCE),
+        [str(toolchain.verilator), *flags, "-Mdir", str(build_dir), str(main),
          str(design.verilog)],
         ["make", "-j", _jobs(), "-C", str(build_dir), "-f", "Vtop.mk", *_make_vars()],
     ]
+    kind = "pipe harness" if Path(main) == HARNESS_SOURCE else f"harness {Path(main).name}"
     locked_build(build_dir, commands, env=verilator_env(), progress=progress,
-                 what=f"pipe harness of {design.name} ({design.factory})")
-    return build_dir / "harness"
+                 what=f"{kind} of {design.name} ({design.factory})")
+    return build_dir / executable
 
 
 def lint(design: Design, *, waivers: bool = True) -> list[str]:
@@ -400,7 +404,8 @@ def rich_progress(label: str = "Verilator") -> Iterator[Progress]:
     started = time.monotonic()
     with console.status(f"{label}: starting") as status:
         def progress(line: str) -> None:
-            if line.startswith(("pipe harness", "cocotb model", "waiting for", "reusing")):
+            if line.startswith(("pipe harness", "harness ", "cocotb model", "waiting for",
+                                "reusing")):
                 console.print(escape(line), highlight=False)
             elif line:
                 shown = line if len(line) <= 100 else line[:97] + "..."

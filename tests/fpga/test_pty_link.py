@@ -3,9 +3,12 @@ UART pins bit-banged by tests/fpga/uart_harness.cpp onto a pseudo-terminal, and 
 driver's SerialTransport loading a model and running inferences over that pty, bit-exact and
 cycle-exact against the golden model."""
 
+from dataclasses import asdict
+
 import numpy as np
 import pytest
 
+from sparsemac.hw import EngineParameters
 from sparsemac.sim.transport import engine_build_info, longest_run_bound, parameters_for
 from sparsemac.sw import pack_model, run_golden
 from sparsemac.sw.driver import Device, SerialTransport
@@ -14,6 +17,9 @@ from factories import random_inputs, random_model
 from pty_link import PtyLink
 
 MODEL_SIZES = [40, 32, 10]
+#: A layer whose answers (6 + 10 + 6 + 128 bytes a vector) far outrun its commands (40 bytes):
+#: sending a batch's commands without flow control overflows the link's receive FIFO.
+WIDE_SIZES = [16, 128]
 #: Cycles per UART bit: small, so the simulated line is fast (the board's is 14 to 33).
 DIVISOR = 6
 
@@ -26,8 +32,15 @@ def image():
 
 
 @pytest.fixture(scope="module")
-def link(image):
-    params = parameters_for(image)
+def wide_image():
+    return pack_model(random_model(np.random.default_rng(56), WIDE_SIZES, 0.5), lanes=2)
+
+
+@pytest.fixture(scope="module")
+def link(image, wide_image):
+    # One build that holds either image.
+    first, second = asdict(parameters_for(image)), asdict(parameters_for(wide_image))
+    params = EngineParameters(**{name: max(first[name], second[name]) for name in first})
     idle = longest_run_bound(params, engine_build_info(params)) + 20 * DIVISOR
     link = PtyLink.start(params, DIVISOR, idle_cycles=idle)
     yield link
@@ -51,4 +64,19 @@ def test_model_over_the_pty_is_bit_exact(link, image, rng):
         assert np.array_equal(result.cycles, golden.cycles)
         status = device.status()
         assert status.has_result
+    assert link.returncode is None, "the harness exited"
+
+
+def test_answers_longer_than_commands_do_not_overflow_the_link(link, wide_image, rng):
+    """64 vectors through a layer whose answers outrun its commands: the device keeps the
+    command bytes in flight within the board's receive FIFO, so no byte is lost."""
+    transport = SerialTransport(link.port, baudrate=3_000_000)
+    assert transport.window == 512                         # SerialEngine's receive FIFO
+    with Device(transport, timeout=30, run_timeout=30) as device:
+        device.load(wide_image)
+        x = random_inputs(rng, 64, WIDE_SIZES[0], zero_fraction=0.2)
+        result = device.run(x)
+        golden = run_golden(wide_image, x, device.info().timing)
+        assert np.array_equal(result.outputs, golden.outputs)
+        assert np.array_equal(result.cycles, golden.cycles)
     assert link.returncode is None, "the harness exited"
