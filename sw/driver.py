@@ -282,7 +282,7 @@ class Device:
                             f"resync()")
         return Response(status, self._transport.read(length, self._timeout) if length else b"")
 
-    def _exchange(self, commands: Iterable[tuple[bytes, str, float]]) -> Iterator[Response]:
+    def exchange(self, commands: Iterable[tuple[bytes, str, float]]) -> Iterator[Response]:
         """Send (frame, what, timeout) commands and yield their OK responses in order.
 
         Frames go out in bursts, and before a frame is sent the answers already due are read
@@ -377,7 +377,7 @@ class Device:
         # Two frames fit a window, so one is on the line while the other is answered.
         max_payload = 4096 if window is None else max(64, window // 2)
         commands = protocol.load_commands(piece.image, self.info(), max_payload=max_payload)
-        for _ in self._exchange((frame, f"WRITE {index + 1} of {len(commands)} loading the "
+        for _ in self.exchange((frame, f"WRITE {index + 1} of {len(commands)} loading the "
                                         f"image", self._timeout)
                                 for index, frame in enumerate(commands)):
             pass
@@ -408,7 +408,7 @@ class Device:
                 yield run, f"RUN of vector {i}", self._run_timeout
                 yield read, f"READ_OUTPUT of vector {i}", self._timeout
 
-        responses = self._exchange(commands())
+        responses = self.exchange(commands())
         for i in range(x.shape[0]):
             next(responses)                                    # WRITE_INPUT: empty
             (cycles[i],) = struct.unpack("<I", next(responses).payload)

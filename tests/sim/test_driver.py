@@ -111,6 +111,18 @@ def test_engine_error_statuses(device, model_image):
     assert device.info().lanes == 4
 
 
+def test_an_error_in_a_pipelined_batch_leaves_the_link_in_step(device):
+    commands = [(protocol.status_command(), "STATUS", 5), (protocol.frame(0x7F), "opcode 7F", 5),
+                (protocol.reset_command(), "RESET", 5), (protocol.reset_command(), "RESET", 5)]
+    answers = device.exchange(commands)
+    assert len(next(answers).payload) > 0                 # the STATUS before the bad command
+    with pytest.raises(EngineError, match="opcode 7F: BAD_OPCODE"):
+        next(answers)
+    # The two (empty) RESET answers after the error were read off the link: INFO gets its own.
+    assert device.info().lanes == 4
+    assert not device.status().has_result
+
+
 def test_killed_simulator_is_a_clear_error_not_a_hang(engine_params, model_image, rng):
     transport = SimulatorTransport.start(engine_params)
     device = Device(transport, timeout=5, run_timeout=5)
