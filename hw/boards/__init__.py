@@ -14,7 +14,7 @@ for a board (``pip install -e '.[fpga]'``).
 from __future__ import annotations
 
 import importlib
-import importlib.util
+import importlib.resources
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -67,16 +67,24 @@ class Board:
 def board_resources(module: str) -> list:
     """The Resource list ``RESOURCES`` of ``constraints/<module>.py``.
 
-    ``constraints/`` sits beside ``hw/`` in the source tree and is loaded from there (it is
-    not part of an installed package).
+    ``constraints/`` is installed as the package ``sparsemac.constraints`` and read with
+    :mod:`importlib.resources`, so an installed wheel has it too.
     """
-    path = Path(__file__).resolve().parents[2] / "constraints" / f"{module}.py"
-    if not path.is_file():
-        raise FileNotFoundError(f"No constraints for {module!r}: expected {path}")
-    spec = importlib.util.spec_from_file_location(f"_sparsemac_constraints_{module}", path)
-    loaded = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(loaded)
-    return list(loaded.RESOURCES)
+    source = _constraints() / f"{module}.py"
+    if not source.is_file():
+        raise FileNotFoundError(f"No constraints for {module!r}: expected {source}")
+    namespace = {"__name__": f"sparsemac.constraints.{module}"}
+    exec(compile(source.read_text(encoding="utf-8"), str(source), "exec"), namespace)
+    return list(namespace["RESOURCES"])
+
+
+def _constraints():
+    try:
+        return importlib.resources.files("sparsemac.constraints")
+    except ModuleNotFoundError:
+        # An editable install made before ``sparsemac.constraints`` was mapped does not know
+        # the package (``pip install -e .`` again fixes it); its source tree still has it.
+        return Path(__file__).resolve().parents[2] / "constraints"
 
 
 BOARDS: dict[str, Board] = {

@@ -1,6 +1,9 @@
 """Board tops without the tools: PLL settings, pin constraints, the report reader, the CLI."""
 
+import importlib.resources
 import json
+import tomllib
+from pathlib import Path
 
 import pytest
 
@@ -49,6 +52,21 @@ def test_board_registry():
         get_board("de10-nano")
     for name in BOARDS:
         assert board_resources(BOARDS[name].module)
+
+
+def test_constraints_are_package_data():
+    # A wheel carries constraints/ as the package sparsemac.constraints; it is read from the
+    # installed package, not from the source tree.
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    setuptools = pyproject["tool"]["setuptools"]
+    assert setuptools["package-dir"]["sparsemac.constraints"] == "constraints"
+    assert "sparsemac.constraints" in setuptools["packages"]
+    installed = importlib.resources.files("sparsemac.constraints")
+    for name in BOARDS:
+        assert (installed / f"{BOARDS[name].module}.py").is_file()
+    assert [r.name for r in board_resources("icebreaker")] == ["uart", "debug"]
+    with pytest.raises(FileNotFoundError, match="No constraints for 'de10'"):
+        board_resources("de10")
 
 
 @pytest.mark.parametrize("name, clock, pins", [
