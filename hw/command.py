@@ -30,6 +30,20 @@ def build_info(params: EngineParameters, timing: EngineTiming) -> BuildInfo:
                      pointer_bits=p.pointer_bits, timing=timing)
 
 
+def _below(value, bound: int):
+    """``value < bound`` for an unsigned value and a positive constant, compared on the bits
+    ``bound`` needs (the bits above must be zero)."""
+    bits = bound.bit_length()
+    if bits >= len(value):
+        return value < bound
+    return (value[bits:] == 0) & (value[:bits] < bound)
+
+
+def _at_most(value, bound: int):
+    """``value <= bound``, as :func:`_below`."""
+    return _below(value, bound + 1)
+
+
 class _Reply(enum.Enum, shape=3):
     NONE = 0
     INFO = 1
@@ -60,10 +74,13 @@ class CommandProcessor(wiring.Component):
         Response bytes.
     core_* : the core's control, status, load and activation-read ports (see :class:`Core`).
 
-    Latency and back-pressure: one command byte per cycle at most (a WRITE item costs two
-    extra cycles: its checks are registered before the write); ``i.ready`` is low while the processor executes a command or sends a
-    response, and every response byte waits for ``o.ready``. ``o.valid`` never depends on
-    ``o.ready``.
+    Latency and back-pressure: one command byte per cycle at most (a WRITE item costs three
+    extra cycles: its checks, then their verdict, are registered before the write);
+    ``i.ready`` is low while the processor executes a command or sends a response, and every
+    response byte waits for ``o.ready``. ``o.valid`` never depends on ``o.ready``. The load
+    bus and the start and clear pulses to the core are registers: a memory write lands in the
+    cycle after the state that issues it, and the core sees a RUN's start or a RESET's clear
+    one cycle after it is decided.
     """
 
     def __init__(self, params: EngineParameters, timing: EngineTiming):
@@ -104,13 +121,15 @@ class CommandProcessor(wiring.Component):
         opcode = Signal(8)
         length = Signal(32)
         remaining = Signal(range(MAX_PAYLOAD + 1))
+        done = Signal()                            # remaining == 0, kept as a register
         index = Signal(range(64))
         item = Signal(24 * 8)
         status = Signal(8)
         reply = Signal(_Reply)
         reply_length = Signal(32)
         reply_word = Signal(32)
-        sent = Signal(32)
+        to_send = Signal(range(lanes * p.bank_depth + 1))   # activations READ_OUTPUT has left
+        last_output = Signal()                     # to_send == 1, kept as a register
 
         has_input = Signal()
         has_result = Signal()
@@ -121,7 +140,7 @@ class CommandProcessor(wiring.Component):
         target = Signal(8)
         lane = Signal(8)
         address = Signal(33)
-        written = Signal(32)
+        written = Signal(range(MAX_PAYLOAD + 1))
         bank_lane = Signal(range(lanes))
         bank_addr = Signal(range(p.bank_depth + 1))
         low_byte = Signal(8)
@@ -135,39 +154,55 @@ class CommandProcessor(wiring.Component):
             m.d.sync += status.eq(code)
             m.next = "Skip"
 
+        def set_remaining(value, zero):
+            m.d.sync += [remaining.eq(value), done.eq(zero)]
+
+        def count_byte():
+            m.d.sync += [remaining.eq(remaining - 1), done.eq(remaining == 1)]
+
         def take_byte():
             m.d.comb += self.i.ready.eq(1)
             return self.i.valid
 
         # -- Checks of a WRITE item ---------------------------------------------------------
-        depth = Signal(33)
-        size = Signal(range(25))
-        with m.Switch(target):
-            with m.Case(Target.POINTER):
-                m.d.comb += [depth.eq(p.pointer_depth), size.eq(ITEM_BYTES[Target.POINTER])]
-            with m.Case(Target.ENTRY):
-                m.d.comb += [depth.eq(p.entry_words), size.eq(p.word_bits // 8)]
-            with m.Case(Target.PARAM):
-                m.d.comb += [depth.eq(p.slot_depth), size.eq(ITEM_BYTES[Target.PARAM])]
-            with m.Case(Target.LAYER):
-                m.d.comb += [depth.eq(p.layer_depth), size.eq(ITEM_BYTES[Target.LAYER])]
+        # The index of an item's last byte, registered when the WRITE's header is executed.
+        last_byte = Signal(range(24))
+        item_last = Signal(range(24))
+        with m.Switch(item[0:8]):
+            for kind, size in ((Target.POINTER, ITEM_BYTES[Target.POINTER]),
+                               (Target.ENTRY, p.word_bits // 8),
+                               (Target.PARAM, ITEM_BYTES[Target.PARAM]),
+                               (Target.LAYER, ITEM_BYTES[Target.LAYER])):
+                with m.Case(kind):
+                    m.d.comb += item_last.eq(size - 1)
 
         row = layer_layout(p)
         columns, groups, slots = item[0:32], item[32:48], item[48:64]
         value_bits, run_bits, relu = item[64:72], item[72:80], item[80:88]
         entry_base, pointer_base, param_base = item[96:128], item[128:160], item[160:192]
         # Each check is registered on its own (the item holds during WriteCheck), so no
-        # check reaches the memories' write enables in the cycle it is computed.
+        # check reaches the memories' write enables in the cycle it is computed. Comparisons
+        # with a bound run on the bits the bound needs; the bits above must be zero.
+        column_bits = (lanes * p.bank_depth).bit_length()
+        group_bits = p.bank_depth.bit_length()
+        pointer_bits = p.pointer_depth.bit_length()
+        slot_bits = p.slot_depth.bit_length()
+        narrow_groups = groups[:group_bits]
+        narrow_columns = columns[:column_bits]
         layer_checks = [
-            (columns >= 1), (columns <= lanes * p.bank_depth),
-            (groups * lanes >= columns), ((groups - 1) * lanes < columns),
-            (slots >= 1), (slots <= p.bank_depth),
-            (value_bits >= 4), (value_bits <= p.weight_bits),
-            (run_bits >= 1), (run_bits <= p.max_run_bits),
-            (relu <= 1), (item[88:96] == 0),
-            (entry_base < p.entry_words),
-            (pointer_base + columns + 1 <= p.pointer_depth),
-            (param_base + slots <= p.slot_depth),
+            (columns != 0), _at_most(columns, lanes * p.bank_depth),
+            (groups[group_bits:] == 0),
+            (narrow_groups * lanes >= narrow_columns),
+            ((narrow_groups - 1) * lanes < narrow_columns),
+            (slots != 0), _at_most(slots, p.bank_depth),
+            (value_bits >= 4), _at_most(value_bits, p.weight_bits),
+            (run_bits != 0), _at_most(run_bits, p.max_run_bits),
+            _at_most(relu, 1), (item[88:96] == 0),
+            _below(entry_base, p.entry_words),
+            (pointer_base[pointer_bits:] == 0), (columns[pointer_bits:] == 0),
+            (pointer_base[:pointer_bits] + columns[:pointer_bits] + 1 <= p.pointer_depth),
+            (param_base[slot_bits:] == 0), (slots[slot_bits:] == 0),
+            (param_base[:slot_bits] + slots[:slot_bits] <= p.slot_depth),
         ]
         layer_passed = Signal(len(layer_checks))
         m.d.sync += layer_passed.eq(Cat(*layer_checks))
@@ -185,7 +220,7 @@ class CommandProcessor(wiring.Component):
         bias_top = item[acc_bits - 1:64]
         param_ok = Signal()
         m.d.sync += param_ok.eq(((bias_top == 0) | (bias_top == (1 << (65 - acc_bits)) - 1))
-                                & (item[80:88] <= MAX_SHIFT))
+                                & _at_most(item[80:88], MAX_SHIFT))
         param_data = Signal(row_param_layout(p))
         m.d.comb += [
             param_data.bias.eq(item[:acc_bits]),
@@ -193,9 +228,53 @@ class CommandProcessor(wiring.Component):
             param_data.shift.eq(item[80:86]),
         ]
         pointer_ok = Signal()
-        m.d.sync += pointer_ok.eq(item[:32] < (1 << p.pointer_bits))
+        m.d.sync += pointer_ok.eq(item[p.pointer_bits:32] == 0)
         address_bad = Signal()
-        m.d.sync += address_bad.eq(address >= depth)
+        with m.Switch(target):
+            for kind, memory_depth in ((Target.POINTER, p.pointer_depth),
+                                       (Target.ENTRY, p.entry_words),
+                                       (Target.PARAM, p.slot_depth),
+                                       (Target.LAYER, p.layer_depth)):
+                with m.Case(kind):
+                    m.d.sync += address_bad.eq(~_below(address, memory_depth))
+        # The verdict on an item, registered from the registered checks.
+        item_good = Signal()
+        item_bad_address = Signal()
+        item_bad_value = Signal()
+        writes_layer = Signal()                    # target == LAYER, registered
+
+        # Checks of RUN and READ_OUTPUT, registered from the collected item: the item is whole
+        # in Collect's last cycle, so they are ready in Execute.
+        first, count = item[0:8], item[8:16]
+        run_range_bad = Signal()
+        run_missing = Signal()
+        output_count = item[0:32]
+        output_count_bad = Signal()
+        missing = Signal()
+        for k in range(p.layer_depth):
+            with m.If((k >= first) & (k < first + count) & ~layer_loaded[k]):
+                m.d.comb += missing.eq(1)
+        m.d.sync += [
+            run_range_bad.eq((count == 0) | (first + count > p.layer_depth)),
+            run_missing.eq(missing),
+            output_count_bad.eq(output_count > result_count),
+        ]
+        # Checks of the length, registered in the Measure state: above MAX_PAYLOAD, or not
+        # what the opcode allows.
+        length_big = Signal()
+        length_bad = Signal()
+        length_wrong = Signal()
+        with m.Switch(opcode):
+            for op, expect in ((Opcode.INFO, 0), (Opcode.STATUS, 0), (Opcode.RESET, 0),
+                               (Opcode.RUN, 2), (Opcode.READ_OUTPUT, 4)):
+                with m.Case(op):
+                    m.d.comb += length_wrong.eq(length != expect)
+            with m.Case(Opcode.WRITE_INPUT):
+                m.d.comb += length_wrong.eq((length > lanes * p.bank_depth * act_bytes)
+                                            | (length[0] & (act_bytes == 2)))
+            with m.Case(Opcode.WRITE):
+                m.d.comb += length_wrong.eq(length < WRITE_HEADER)
+        m.d.sync += [length_big.eq(length > MAX_PAYLOAD), length_bad.eq(length_wrong)]
 
         # -- Reply bytes --------------------------------------------------------------------
         info = self._info.to_bytes()
@@ -208,6 +287,10 @@ class CommandProcessor(wiring.Component):
         word_bytes = Array(reply_word[8 * k:8 * k + 8] for k in range(4))
 
         core = self  # the core_* ports
+        # The load bus is registered: a memory's write enable, address and data come straight
+        # from registers, and each write lands in the cycle after the state that issues it.
+        # So are the core's start and clear pulses.
+        m.d.sync += [core.core_load.en.eq(0), core.core_start.eq(0), core.core_clear.eq(0)]
         with m.FSM():
             with m.State("Sync"):
                 with m.If(take_byte() & (byte == COMMAND_SYNC)):
@@ -220,50 +303,42 @@ class CommandProcessor(wiring.Component):
                 with m.If(take_byte()):
                     m.d.sync += [length.word_select(index[:2], 8).eq(byte), index.eq(index + 1)]
                     with m.If(index == 3):
-                        m.next = "Dispatch"
+                        m.next = "Measure"
+            with m.State("Measure"):                    # the length's checks are registered
+                m.next = "Dispatch"
             with m.State("Dispatch"):
-                m.d.sync += [remaining.eq(length), index.eq(0), status.eq(Status.OK)]
-                with m.If(length > MAX_PAYLOAD):
+                m.d.sync += [index.eq(0), status.eq(Status.OK)]
+                set_remaining(length, length == 0)
+                with m.If(length_big):
                     respond(Status.BAD_LENGTH)
+                with m.Elif(length_bad):
+                    skip_then(Status.BAD_LENGTH)
                 with m.Else():
                     with m.Switch(opcode):
-                        for op, expect in ((Opcode.INFO, 0), (Opcode.STATUS, 0),
-                                           (Opcode.RESET, 0), (Opcode.RUN, 2),
-                                           (Opcode.READ_OUTPUT, 4)):
-                            with m.Case(op):
-                                with m.If(length != expect):
-                                    skip_then(Status.BAD_LENGTH)
-                                with m.Else():
-                                    m.next = "Collect"
+                        with m.Case(Opcode.INFO, Opcode.STATUS, Opcode.RESET, Opcode.RUN,
+                                    Opcode.READ_OUTPUT):
+                            m.next = "Collect"
                         with m.Case(Opcode.WRITE_INPUT):
-                            with m.If((length > lanes * p.bank_depth * act_bytes)
-                                      | (length[0] & (act_bytes == 2))):
-                                skip_then(Status.BAD_LENGTH)
-                            with m.Else():
-                                m.d.sync += [bank_lane.eq(0), bank_addr.eq(0),
-                                             has_result.eq(0)]
-                                m.next = "Input"
+                            m.d.sync += [bank_lane.eq(0), bank_addr.eq(0), has_result.eq(0)]
+                            m.next = "Input"
                         with m.Case(Opcode.WRITE):
-                            with m.If(length < WRITE_HEADER):
-                                skip_then(Status.BAD_LENGTH)
-                            with m.Else():
-                                m.d.sync += remaining.eq(WRITE_HEADER)
-                                m.next = "Collect"
+                            set_remaining(WRITE_HEADER, 0)
+                            m.next = "Collect"
                         with m.Default():
                             skip_then(Status.BAD_OPCODE)
             with m.State("Skip"):
-                m.d.comb += self.i.ready.eq(remaining != 0)
-                with m.If(remaining == 0):
+                m.d.comb += self.i.ready.eq(~done)
+                with m.If(done):
                     respond(status)
                 with m.Elif(self.i.valid):
-                    m.d.sync += remaining.eq(remaining - 1)
+                    count_byte()
             with m.State("Collect"):
-                m.d.comb += self.i.ready.eq(remaining != 0)
-                with m.If(remaining == 0):
+                m.d.comb += self.i.ready.eq(~done)
+                with m.If(done):
                     m.next = "Execute"
                 with m.Elif(self.i.valid):
-                    m.d.sync += [item.word_select(index[:5], 8).eq(byte),
-                                 index.eq(index + 1), remaining.eq(remaining - 1)]
+                    m.d.sync += [item.word_select(index[:5], 8).eq(byte), index.eq(index + 1)]
+                    count_byte()
 
             with m.State("Execute"):
                 with m.Switch(opcode):
@@ -272,45 +347,40 @@ class CommandProcessor(wiring.Component):
                     with m.Case(Opcode.STATUS):
                         respond(Status.OK, _Reply.STATUS, 9)
                     with m.Case(Opcode.RESET):
-                        m.d.comb += core.core_clear.eq(1)
-                        m.d.sync += [has_input.eq(0), has_result.eq(0)]
-                        m.next = "ResetWait"
+                        m.d.sync += [core.core_clear.eq(1), has_input.eq(0), has_result.eq(0)]
+                        m.next = "CoreStart"
                     with m.Case(Opcode.RUN):
-                        first, count = item[0:8], item[8:16]
-                        missing = Signal()
-                        for k in range(p.layer_depth):
-                            with m.If((k >= first) & (k < first + count) & ~layer_loaded[k]):
-                                m.d.comb += missing.eq(1)
-                        with m.If((count == 0) | (first + count > p.layer_depth)):
+                        with m.If(run_range_bad):
                             respond(Status.BAD_VALUE)
-                        with m.Elif(missing):
+                        with m.Elif(run_missing):
                             respond(Status.NOT_LOADED)
                         with m.Elif(~has_input):
                             respond(Status.NO_INPUT)
                         with m.Else():
-                            m.d.comb += [core.core_start.eq(1),
+                            m.d.sync += [core.core_start.eq(1),
                                          core.core_first_layer.eq(first),
-                                         core.core_layer_count.eq(count)]
-                            m.d.sync += has_result.eq(0)
+                                         core.core_layer_count.eq(count),
+                                         has_result.eq(0)]
                             with m.If(count >= 2):
                                 m.d.sync += has_input.eq(0)
-                            m.next = "RunWait"
+                            m.next = "CoreStart"
                     with m.Case(Opcode.READ_OUTPUT):
-                        count = item[0:32]
                         with m.If(~has_result):
                             respond(Status.NO_RESULT)
-                        with m.Elif(count > result_count):
+                        with m.Elif(output_count_bad):
                             respond(Status.BAD_ADDRESS)
                         with m.Else():
-                            m.d.sync += [length.eq(count), sent.eq(0), bank_lane.eq(0),
-                                         bank_addr.eq(0)]
-                            respond(Status.OK, _Reply.OUTPUT, count * act_bytes)
+                            m.d.sync += [to_send.eq(output_count), bank_lane.eq(0),
+                                         bank_addr.eq(0), last_output.eq(output_count == 1)]
+                            respond(Status.OK, _Reply.OUTPUT, output_count * act_bytes)
                     with m.Case(Opcode.WRITE):
                         m.d.sync += [
                             target.eq(item[0:8]), lane.eq(item[8:16]),
+                            writes_layer.eq(item[0:8] == Target.LAYER),
+                            last_byte.eq(item_last),
                             address.eq(item[16:48]), written.eq(0), index.eq(0),
-                            remaining.eq(length - WRITE_HEADER),
                         ]
+                        set_remaining(length - WRITE_HEADER, length == WRITE_HEADER)
                         with m.If(item[0:8] > Target.LAYER):
                             m.d.sync += status.eq(Status.BAD_TARGET)
                         with m.Elif((item[8:16] >= lanes)
@@ -318,6 +388,11 @@ class CommandProcessor(wiring.Component):
                             m.d.sync += status.eq(Status.BAD_ADDRESS)
                         m.next = "WriteBytes"
 
+            with m.State("CoreStart"):                  # the core sees the registered pulse
+                with m.If(opcode == Opcode.RESET):
+                    m.next = "ResetWait"
+                with m.Else():
+                    m.next = "RunWait"
             with m.State("ResetWait"):
                 with m.If(~core.core_busy):
                     respond(Status.OK)
@@ -327,69 +402,82 @@ class CommandProcessor(wiring.Component):
                     respond(Status.OK, _Reply.WORD, 4)
 
             with m.State("WriteBytes"):
-                m.d.comb += self.i.ready.eq(remaining != 0)
-                with m.If(remaining == 0):
+                m.d.comb += self.i.ready.eq(~done)
+                with m.If(done):
                     with m.If((index != 0) & (status == Status.OK)):
                         m.d.sync += status.eq(Status.BAD_LENGTH)
                     m.d.sync += [reply.eq(_Reply.WORD), reply_length.eq(4),
                                  reply_word.eq(written), index.eq(0)]
                     m.next = "ReplySync"
                 with m.Elif(self.i.valid):
-                    m.d.sync += [item.word_select(index[:5], 8).eq(byte),
-                                 remaining.eq(remaining - 1), index.eq(index + 1)]
-                    with m.If(index + 1 == size):
+                    m.d.sync += [item.word_select(index[:5], 8).eq(byte), index.eq(index + 1)]
+                    count_byte()
+                    with m.If(index == last_byte):
                         m.d.sync += index.eq(0)
                         m.next = "WriteCheck"
-            with m.State("WriteCheck"):
-                m.next = "WriteItem"
-            with m.State("WriteItem"):
+            with m.State("WriteCheck"):                 # the item's checks are registered
+                m.next = "WriteVerdict"
+            with m.State("WriteVerdict"):               # ... and combined into a verdict
                 load = core.core_load
+                m.next = "WriteItem"
+                # The bus's target, lane, address and data follow the item whatever its
+                # checks say; only the enable, in WriteItem, depends on them.
+                ok = Signal()
+                with m.Switch(target):
+                    with m.Case(Target.POINTER):
+                        m.d.comb += ok.eq(pointer_ok)
+                        m.d.sync += [load.target.eq(LoadTarget.POINTER),
+                                     load.data.eq(item[:32])]
+                    with m.Case(Target.ENTRY):
+                        m.d.comb += ok.eq(1)
+                        m.d.sync += [load.target.eq(LoadTarget.ENTRY),
+                                     load.data.eq(item[:p.word_bits])]
+                    with m.Case(Target.PARAM):
+                        m.d.comb += ok.eq(param_ok)
+                        m.d.sync += [load.target.eq(LoadTarget.PARAM), load.data.eq(param_data)]
+                    with m.Case(Target.LAYER):
+                        m.d.comb += ok.eq(layer_ok)
+                        m.d.sync += [load.target.eq(LoadTarget.LAYER), load.data.eq(layer_data)]
+                going = status == Status.OK
+                m.d.sync += [
+                    load.lane.eq(lane), load.addr.eq(address),
+                    item_bad_address.eq(going & address_bad),
+                    item_bad_value.eq(going & ~address_bad & ~ok),
+                    item_good.eq(going & ~address_bad & ok),
+                ]
+            with m.State("WriteItem"):
                 m.d.sync += address.eq(address + 1)
                 m.next = "WriteBytes"
-                with m.If(status == Status.OK):
-                    ok = Signal()
-                    with m.Switch(target):
-                        with m.Case(Target.POINTER):
-                            m.d.comb += [ok.eq(pointer_ok), load.target.eq(LoadTarget.POINTER),
-                                         load.data.eq(item[:32])]
-                        with m.Case(Target.ENTRY):
-                            m.d.comb += [ok.eq(1), load.target.eq(LoadTarget.ENTRY),
-                                         load.data.eq(item[:p.word_bits])]
-                        with m.Case(Target.PARAM):
-                            m.d.comb += [ok.eq(param_ok), load.target.eq(LoadTarget.PARAM),
-                                         load.data.eq(param_data)]
-                        with m.Case(Target.LAYER):
-                            m.d.comb += [ok.eq(layer_ok), load.target.eq(LoadTarget.LAYER),
-                                         load.data.eq(layer_data)]
-                    m.d.comb += [load.lane.eq(lane), load.addr.eq(address)]
-                    with m.If(address_bad):
-                        m.d.sync += status.eq(Status.BAD_ADDRESS)
-                    with m.Elif(~ok):
-                        m.d.sync += status.eq(Status.BAD_VALUE)
-                        with m.If(target == Target.LAYER):
-                            m.d.sync += layer_loaded.bit_select(address[:max(1, (p.layer_depth - 1).bit_length())], 1).eq(0)
-                    with m.Else():
-                        m.d.comb += load.en.eq(1)
-                        m.d.sync += written.eq(written + 1)
-                        with m.If(target == Target.LAYER):
-                            m.d.sync += layer_loaded.bit_select(address[:max(1, (p.layer_depth - 1).bit_length())], 1).eq(1)
+                row = address[:max(1, (p.layer_depth - 1).bit_length())]
+                with m.If(item_bad_address):
+                    m.d.sync += status.eq(Status.BAD_ADDRESS)
+                with m.If(item_bad_value):
+                    m.d.sync += status.eq(Status.BAD_VALUE)
+                    with m.If(writes_layer):
+                        m.d.sync += layer_loaded.bit_select(row, 1).eq(0)
+                with m.If(item_good):
+                    m.d.sync += [core.core_load.en.eq(1), written.eq(written + 1)]
+                    with m.If(writes_layer):
+                        m.d.sync += layer_loaded.bit_select(row, 1).eq(1)
 
             with m.State("Input"):
-                m.d.comb += self.i.ready.eq(remaining != 0)
-                with m.If(remaining == 0):
+                m.d.comb += self.i.ready.eq(~done)
+                load = core.core_load
+                m.d.sync += [
+                    load.target.eq(LoadTarget.INPUT), load.lane.eq(bank_lane),
+                    load.addr.eq(bank_addr),
+                    load.data.eq(Cat(low_byte, byte) if act_bytes == 2 else byte),
+                ]
+                with m.If(done):
                     m.d.sync += has_input.eq(1)
                     respond(Status.OK)
                 with m.Elif(self.i.valid):
-                    m.d.sync += [remaining.eq(remaining - 1), low_byte.eq(byte),
+                    count_byte()
+                    m.d.sync += [low_byte.eq(byte),
                                  index.eq(~index[0] if act_bytes == 2 else 0)]
                     complete = index[0] if act_bytes == 2 else Const(1)
                     with m.If(complete):
-                        load = core.core_load
-                        m.d.comb += [
-                            load.en.eq(1), load.target.eq(LoadTarget.INPUT),
-                            load.lane.eq(bank_lane), load.addr.eq(bank_addr),
-                            load.data.eq(Cat(low_byte, byte) if act_bytes == 2 else byte),
-                        ]
+                        m.d.sync += load.en.eq(1)
                         with m.If(bank_lane == lanes - 1):
                             m.d.sync += [bank_lane.eq(0), bank_addr.eq(bank_addr + 1)]
                         with m.Else():
@@ -429,7 +517,7 @@ class CommandProcessor(wiring.Component):
                         m.d.comb += self.o.payload.eq(word_bytes[index[:2]])
                 with m.If(self.o.ready):
                     m.d.sync += index.eq(index + 1)
-                    with m.If(index + 1 == reply_length):
+                    with m.If(index + 1 == reply_length[:len(index)]):   # 33 bytes at most
                         m.next = "Sync"
             with m.State("OutputRead"):
                 m.d.comb += [core.core_act_en.eq(1), core.core_act_lane.eq(bank_lane),
@@ -446,12 +534,12 @@ class CommandProcessor(wiring.Component):
                     with m.If(self.o.ready):
                         m.next = "OutputNext"
             with m.State("OutputNext"):
-                m.d.sync += sent.eq(sent + 1)
+                m.d.sync += [to_send.eq(to_send - 1), last_output.eq(to_send == 2)]
                 with m.If(bank_lane == lanes - 1):
                     m.d.sync += [bank_lane.eq(0), bank_addr.eq(bank_addr + 1)]
                 with m.Else():
                     m.d.sync += bank_lane.eq(bank_lane + 1)
-                with m.If(sent + 1 == length):
+                with m.If(last_output):
                     m.next = "Sync"
                 with m.Else():
                     m.next = "OutputRead"

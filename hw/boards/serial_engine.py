@@ -6,6 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..engine import Engine
 from ..parameters import EngineParameters
+from ..skid_buffer import SkidBuffer
 from ..uart import UART
 
 __all__ = ["SerialEngine"]
@@ -28,6 +29,10 @@ class SerialEngine(wiring.Component):
         Serial data to the host.
     framing_errors, overruns : Out(16)
         Bytes lost on the line (bad stop bit) or for want of room in the receive FIFO.
+
+    The receive FIFO's bytes reach the engine through a :class:`SkidBuffer`, so neither the
+    FIFO's read (its block RAM and the read enable) nor the engine's command decoder sees the
+    other's logic in the same cycle.
 
     Latency and back-pressure: the line has no flow control, so the receive FIFO must hold
     whatever the host sends while the engine does not take bytes: during a RUN (one byte per
@@ -88,7 +93,9 @@ class SerialEngine(wiring.Component):
             rx_fifo.w_en.eq(uart.rx.valid),
             uart.rx.ready.eq(1),
         ]
-        wiring.connect(m, rx_fifo.r_stream, engine.i)
+        m.submodules.rx_skid = rx_skid = SkidBuffer(8)
+        wiring.connect(m, rx_fifo.r_stream, rx_skid.i)
+        wiring.connect(m, rx_skid.o, engine.i)
         wiring.connect(m, engine.o, tx_fifo.w_stream)
         wiring.connect(m, tx_fifo.r_stream, uart.tx)
         m.d.comb += [

