@@ -1,4 +1,4 @@
-"""The engine core: layer sequencing over the front end, the lanes and the output stages."""
+"""The engine core: layer sequencing over the front end, the lanes and the output stage."""
 
 from __future__ import annotations
 
@@ -66,9 +66,9 @@ class Core(wiring.Component):
     with the input in buffer 0; each layer reads one buffer and its output stage writes the
     other, and the last layer's buffer is reported on ``result_buffer``. Per layer: one cycle
     to read the layer table, one to configure, one to prime the front end, the compute phase
-    (front end, FIFOs, lanes) plus the cycle that sees it has finished, ``slots`` cycles of
-    output walk and the output pipeline's drain. docs/engine.md section 4 is the exact count;
-    :attr:`timing` gives its constants.
+    (front end, FIFOs, lanes) plus the cycle that sees it has finished, ``lanes x slots``
+    cycles of output walk (one output stage serves every lane) and the output pipeline's
+    drain. docs/engine.md section 4 is the exact count; :attr:`timing` gives its constants.
 
     Parameters
     ----------
@@ -134,14 +134,12 @@ class Core(wiring.Component):
         timing = self.timing
 
         m.submodules.front_end = front_end = FrontEnd(p)
-        lane_blocks, outputs = [], []
+        lane_blocks = []
         for index in range(lanes):
             lane = Lane(p)
-            output = OutputStage(p)
             m.submodules[f"lane{index}"] = lane
-            m.submodules[f"output{index}"] = output
             lane_blocks.append(lane)
-            outputs.append(output)
+        m.submodules.output = output = OutputStage(p)
 
         # -- Layer table and configuration --------------------------------------------------
         m.submodules.layer_table = table = Memory(shape=layer_layout(p), depth=p.layer_depth,
@@ -162,11 +160,16 @@ class Core(wiring.Component):
             table_wr.addr.eq(load.addr),
             table_wr.data.eq(load.data),
         ]
+        m.d.comb += [
+            output.param_w.en.eq(strobe(LoadTarget.PARAM)),
+            output.param_w.lane.eq(load.lane),
+            output.param_w.addr.eq(load.addr),
+            output.param_w.data.eq(load.data),
+        ]
         for index in range(lanes):
-            lane, output = lane_blocks[index], outputs[index]
+            lane = lane_blocks[index]
             for port, target in ((lane.pointer_w, LoadTarget.POINTER),
-                                 (lane.entry_w, LoadTarget.ENTRY),
-                                 (output.param_w, LoadTarget.PARAM)):
+                                 (lane.entry_w, LoadTarget.ENTRY)):
                 m.d.comb += [
                     port.en.eq(strobe(target, index)),
                     port.addr.eq(load.addr),
@@ -188,9 +191,9 @@ class Core(wiring.Component):
                 m.d.comb += [
                     bank_rd.en.eq(front_end.rd_en),
                     bank_rd.addr.eq(front_end.rd_addr + in_buffer * p.bank_depth),
-                    bank_wr.en.eq(outputs[index].o.valid),
-                    bank_wr.addr.eq(outputs[index].o.payload.slot + (~in_buffer) * p.bank_depth),
-                    bank_wr.data.eq(outputs[index].o.payload.value),
+                    bank_wr.en.eq(output.o.valid & (output.o.payload.lane == index)),
+                    bank_wr.addr.eq(output.o.payload.slot + (~in_buffer) * p.bank_depth),
+                    bank_wr.data.eq(output.o.payload.value),
                 ]
             with m.Else():
                 m.d.comb += [
@@ -221,8 +224,9 @@ class Core(wiring.Component):
         broadcast_before = Signal()
         m.d.sync += broadcast_before.eq(front_end.o.valid & all_room)
         m.d.comb += idle_before.eq(~broadcast_before)
+        m.d.comb += [output.param_base.eq(config.param_base), output.relu.eq(config.relu)]
         for index in range(lanes):
-            lane, output = lane_blocks[index], outputs[index]
+            lane = lane_blocks[index]
             m.d.comb += [
                 lane.i.valid.eq(front_end.o.valid & all_room),
                 lane.i.payload.eq(front_end.o.payload),
@@ -231,9 +235,7 @@ class Core(wiring.Component):
                 lane.entry_base.eq(config.entry_base),
                 lane.pointer_base.eq(config.pointer_base),
                 lane.slots.eq(config.slots),
-                output.param_base.eq(config.param_base),
-                output.relu.eq(config.relu),
-                output.acc.eq(lane.out_data),
+                output.acc[index].eq(lane.out_data),
             ]
             lane_idle = Signal(name=f"lane_idle{index}")
             m.d.sync += lane_idle.eq(lane.idle)
@@ -247,6 +249,7 @@ class Core(wiring.Component):
         # idle_before, the lanes have been idle for the last Lm cycles (docs/engine.md 4).
         idle_cycles = Signal(range(timing.mac_latency))
         slot = Signal(range(p.bank_depth + 1))
+        out_lane = Signal(range(lanes))
         drain = Signal(range(timing.output_latency + 1))
         m.d.comb += table_rd.addr.eq(layer)
 
@@ -295,19 +298,22 @@ class Core(wiring.Component):
             with m.State("Compute"):
                 m.d.comb += [self.busy.eq(1), running.eq(1)]
                 with m.If(front_end.done & idle_before & (idle_cycles == timing.mac_latency - 1)):
-                    m.d.sync += slot.eq(0)
+                    m.d.sync += [slot.eq(0), out_lane.eq(0)]
                     m.next = "Output"
             with m.State("Output"):
-                m.d.comb += [self.busy.eq(1), running.eq(1)]
-                for lane, output in zip(lane_blocks, outputs):
-                    m.d.comb += [
-                        lane.out_en.eq(1), lane.out_addr.eq(slot),
-                        output.en.eq(1), output.slot.eq(slot),
-                    ]
-                m.d.sync += slot.eq(slot + 1)
-                with m.If(slot + 1 >= config.slots):
-                    m.d.sync += drain.eq(timing.output_latency - 1)
-                    m.next = "Drain"
+                # The walk: slot by slot, and within a slot lane by lane, one record a cycle
+                # into the shared output stage (lanes x slots cycles).
+                m.d.comb += [self.busy.eq(1), running.eq(1),
+                             output.en.eq(1), output.lane.eq(out_lane), output.slot.eq(slot)]
+                for index, lane in enumerate(lane_blocks):
+                    m.d.comb += [lane.out_en.eq(out_lane == index), lane.out_addr.eq(slot)]
+                with m.If(out_lane == lanes - 1):
+                    m.d.sync += [out_lane.eq(0), slot.eq(slot + 1)]
+                    with m.If(slot + 1 >= config.slots):
+                        m.d.sync += drain.eq(timing.output_latency - 1)
+                        m.next = "Drain"
+                with m.Else():
+                    m.d.sync += out_lane.eq(out_lane + 1)
             with m.State("Drain"):
                 m.d.comb += [self.busy.eq(1), running.eq(1)]
                 m.d.sync += drain.eq(drain - 1)

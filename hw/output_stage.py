@@ -1,36 +1,49 @@
-"""The output stage of one lane: bias, requantize, ReLU and clamp (docs/numerics.md 4-5)."""
+"""The output stage, shared by all lanes: bias, requantize, ReLU and clamp (docs/numerics.md 4-5)."""
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from sparsemac.sw.numerics import MULTIPLIER_BITS, signed_range
 
-from .lane import LoadSignature
 from .parameters import EngineParameters, row_param_layout
 
-__all__ = ["OutputStage", "output_layout"]
+__all__ = ["OutputStage", "output_layout", "param_load_signature"]
 
 
 def output_layout(params: EngineParameters) -> data.StructLayout:
-    """One requantized output: the slot it belongs to and its activation."""
+    """One requantized output: the lane and slot it belongs to and its activation."""
     return data.StructLayout({
+        "lane": unsigned(max(1, (params.lanes - 1).bit_length())),
         "slot": unsigned(max(1, (params.bank_depth - 1).bit_length())),
         "value": signed(params.activation_bits),
     })
 
 
-class OutputStage(wiring.Component):
-    """Turn a lane's accumulators into the next layer's activations.
+def param_load_signature(params: EngineParameters) -> wiring.Signature:
+    """Host writes of one lane's row-parameter record ``addr``."""
+    return wiring.Signature({
+        "en": Out(1),
+        "lane": Out(range(params.lanes)),
+        "addr": Out(max(1, (params.slot_depth - 1).bit_length())),
+        "data": Out(row_param_layout(params).size),
+    })
 
-    Holds the lane's row parameters (bias, multiplier, shift per slot, all layers, at
-    ``param_base + slot``). For each slot issued on ``en``/``slot`` it reads the parameters
-    while the lane reads the accumulator, then computes, exactly as docs/numerics.md section 5:
-    ``acc + bias``, times the multiplier, ``+ 2**(shift-1)`` when ``shift > 0``, arithmetic
-    right shift, and clamp to ``[0 if relu else -2**(a-1), 2**(a-1) - 1]``.
+
+class OutputStage(wiring.Component):
+    """Turn the lanes' accumulators into the next layer's activations, one record a cycle.
+
+    One stage serves every lane: the core issues (lane, slot) records one per cycle. It holds
+    every lane's row parameters (bias, multiplier, shift per slot, all layers, lane ``l``'s
+    at ``param_base + slot``, in one memory). For each record issued on
+    ``en``/``lane``/``slot`` it reads the parameters while the lane reads the accumulator,
+    takes that lane's accumulator from ``acc`` the next cycle, then computes, exactly as
+    docs/numerics.md section 5: ``acc + bias``, times the multiplier, ``+ 2**(shift-1)`` when
+    ``shift > 0``, arithmetic right shift, and clamp to
+    ``[0 if relu else -2**(a-1), 2**(a-1) - 1]``.
 
     Parameters
     ----------
@@ -38,18 +51,19 @@ class OutputStage(wiring.Component):
 
     Members
     -------
-    en, slot : In
-        Issue slot ``slot`` this cycle.
+    en, lane, slot : In
+        Issue lane ``lane``'s slot ``slot`` this cycle.
     param_base, relu : In
         The current layer's configuration, held during a layer.
-    acc : In(signed(accumulator_bits))
-        The accumulator of the slot issued in the previous cycle.
+    acc : In(data.ArrayLayout(signed(accumulator_bits), lanes))
+        Every lane's accumulator read; the stage takes the one of the lane issued in the
+        previous cycle.
     o : Out(stream.Signature(output_layout(params), always_ready=True))
-        The requantized output, :attr:`latency` cycles after its slot was issued.
-    param_w : In(LoadSignature)
+        The requantized output, :attr:`latency` cycles after its record was issued.
+    param_w : In(param_load_signature(params))
         Host writes of the row parameters, ``data`` in :func:`row_param_layout` order.
 
-    Latency and back-pressure: a fixed pipeline of :attr:`latency` cycles, one slot per
+    Latency and back-pressure: a fixed pipeline of :attr:`latency` cycles, one record per
     cycle, with no back-pressure (``o`` is always ready).
     """
 
@@ -61,13 +75,13 @@ class OutputStage(wiring.Component):
         self._row = row_param_layout(p)
         super().__init__({
             "en": In(1),
+            "lane": In(range(p.lanes)),
             "slot": In(range(p.bank_depth)),
             "param_base": In(max(1, p.slot_depth.bit_length())),
             "relu": In(1),
-            "acc": In(signed(p.accumulator_bits)),
+            "acc": In(data.ArrayLayout(signed(p.accumulator_bits), p.lanes)),
             "o": Out(stream.Signature(output_layout(p), always_ready=True)),
-            "param_w": In(LoadSignature(max(1, (p.slot_depth - 1).bit_length()),
-                                        self._row.size)),
+            "param_w": In(param_load_signature(p)),
         })
 
     #: Cycles from issuing a slot to its output on ``o``.
@@ -81,37 +95,48 @@ class OutputStage(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         p = self._params
-        m.submodules.params = rows = Memory(shape=self._row, depth=p.slot_depth, init=[])
+        # Lane l's record r is at address r * 2**lane_bits + l: an address is two fields, no
+        # multiplication.
+        lane_bits = (p.lanes - 1).bit_length()
+        row_bits = max(1, (p.slot_depth - 1).bit_length())
+        m.submodules.params = rows = Memory(shape=self._row, depth=p.slot_depth << lane_bits,
+                                            init=[])
         row_wr = rows.write_port()
         row_rd = rows.read_port()
+        row = Signal(row_bits)
         m.d.comb += [
             row_wr.en.eq(self.param_w.en),
-            row_wr.addr.eq(self.param_w.addr),
+            row_wr.addr.eq(Cat(self.param_w.lane[:lane_bits], self.param_w.addr)),
             row_wr.data.eq(self.param_w.data),
-            row_rd.addr.eq(self.param_base + self.slot),
+            row.eq(self.param_base + self.slot),
+            row_rd.addr.eq(Cat(self.lane[:lane_bits], row)),
         ]
 
-        # Cycle +1: parameters and accumulator arrive, registered straight out of the
-        # memories.
+        # Cycle +1: parameters and the lane's accumulator arrive, registered straight out of
+        # the memories (the accumulator through the lane select).
         s1_valid = Signal()
+        s1_lane = Signal.like(self.lane)
         s1_slot = Signal.like(self.slot)
-        m.d.sync += [s1_valid.eq(self.en), s1_slot.eq(self.slot)]
+        m.d.sync += [s1_valid.eq(self.en), s1_lane.eq(self.lane), s1_slot.eq(self.slot)]
         r_valid = Signal()
+        r_lane = Signal.like(self.lane)
         r_slot = Signal.like(self.slot)
         r_acc = Signal(signed(p.accumulator_bits))
         r_row = Signal(self._row)
-        m.d.sync += [r_valid.eq(s1_valid), r_slot.eq(s1_slot), r_acc.eq(self.acc),
-                     r_row.eq(row_rd.data)]
+        m.d.sync += [r_valid.eq(s1_valid), r_lane.eq(s1_lane), r_slot.eq(s1_slot),
+                     r_acc.eq(self.acc[s1_lane]), r_row.eq(row_rd.data)]
 
         # Cycle +2: add the bias.
         s2_valid = Signal()
         s2_slot = Signal.like(self.slot)
+        s2_lane = Signal.like(self.lane)
         s2_sum = Signal(signed(p.accumulator_bits + 1))
         s2_multiplier = Signal(MULTIPLIER_BITS)
         s2_shift = Signal(6)
         m.d.sync += [
             s2_valid.eq(r_valid),
             s2_slot.eq(r_slot),
+            s2_lane.eq(r_lane),
             s2_sum.eq(r_acc + r_row.bias),
             s2_multiplier.eq(r_row.multiplier),
             s2_shift.eq(r_row.shift),
@@ -120,11 +145,13 @@ class OutputStage(wiring.Component):
         # Cycle +3: the exact product.
         s3_valid = Signal()
         s3_slot = Signal.like(self.slot)
+        s3_lane = Signal.like(self.lane)
         s3_product = Signal(signed(p.accumulator_bits + 1 + MULTIPLIER_BITS + 1))
         s3_shift = Signal(6)
         m.d.sync += [
             s3_valid.eq(s2_valid),
             s3_slot.eq(s2_slot),
+            s3_lane.eq(s2_lane),
             s3_product.eq(s2_sum * s2_multiplier),
             s3_shift.eq(s2_shift),
         ]
@@ -134,11 +161,13 @@ class OutputStage(wiring.Component):
         width = s3_product.shape().width
         sh_valid = Signal()
         sh_slot = Signal.like(self.slot)
+        sh_lane = Signal.like(self.lane)
         sh_partial = Signal(signed(width))
         sh_round = Signal()
         m.d.sync += [
             sh_valid.eq(s3_valid),
             sh_slot.eq(s3_slot),
+            sh_lane.eq(s3_lane),
             sh_partial.eq(Mux(s3_shift == 0, s3_product, s3_product >> (s3_shift - 1)[:6])),
             sh_round.eq(s3_shift != 0),
         ]
@@ -149,8 +178,10 @@ class OutputStage(wiring.Component):
             m.d.comb += scaled.eq(sh_partial)
         s4_valid = Signal()
         s4_slot = Signal.like(self.slot)
+        s4_lane = Signal.like(self.lane)
         s4_scaled = Signal.like(scaled)
-        m.d.sync += [s4_valid.eq(sh_valid), s4_slot.eq(sh_slot), s4_scaled.eq(scaled)]
+        m.d.sync += [s4_valid.eq(sh_valid), s4_slot.eq(sh_slot), s4_lane.eq(sh_lane),
+                     s4_scaled.eq(scaled)]
 
         # Cycle +6: clamp (ReLU is a clamp at 0).
         lo, hi = signed_range(p.activation_bits)
@@ -165,6 +196,7 @@ class OutputStage(wiring.Component):
             m.d.comb += clamped.eq(s4_scaled)
         m.d.sync += [
             self.o.valid.eq(s4_valid),
+            self.o.payload.lane.eq(s4_lane),
             self.o.payload.slot.eq(s4_slot),
             self.o.payload.value.eq(clamped),
         ]

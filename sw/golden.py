@@ -147,7 +147,8 @@ def layer_cycles(layer: LayerImage, x: np.ndarray, timing: EngineTiming) -> tupl
     scan_done = np.where(count > 0, broadcast + 1 + (groups - 1 - group_prev), groups)
     lanes_done = np.where(count > 0, lane_free.max(axis=1) + timing.mac_latency, 0)
     compute = np.maximum(scan_done, lanes_done)
-    cycles = timing.layer_overhead + compute + layer.slots + timing.output_latency
+    # One output stage walks every lane's slots, one record per cycle.
+    cycles = timing.layer_overhead + compute + lanes * layer.slots + timing.output_latency
     return cycles, lane_busy
 
 
