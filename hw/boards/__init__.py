@@ -39,6 +39,7 @@ class Board:
     baudrate : the default UART rate on the USB serial bridge
     params : the default engine build
     synth_opts : extra options of Yosys' ``synth_<family>``
+    synth_script : Yosys commands run on the design before ``synth_<family>``
     nextpnr_args : nextpnr's device and package options
     """
     name: str
@@ -50,6 +51,7 @@ class Board:
     baudrate: int
     params: EngineParameters
     synth_opts: tuple[str, ...] = ()
+    synth_script: tuple[str, ...] = ()
     nextpnr_args: tuple[str, ...] = ()
     module: str = field(default="", repr=False)
 
@@ -97,6 +99,10 @@ BOARDS: dict[str, Board] = {
         params=EngineParameters(lanes=1, entry_words=256, pointer_depth=256, slot_depth=64,
                                 bank_depth=32, layer_depth=4, fifo_depth=4),
         synth_opts=("-dsp",), nextpnr_args=("--up5k", "--package", "sg48"),
+        # Yosys re-encodes a state machine (one-hot) only if its state register has no
+        # initial value, and Amaranth gives every FSM one. The reset state is 0, as an iCE40
+        # flip-flop powers up, and the board top holds the design in reset after power-up.
+        synth_script=("setattr -unset init w:*fsm_state",),
         module="icebreaker"),
     "ulx3s-85f": Board(
         name="ulx3s-85f", title="ULX3S-85F", family="ecp5", device="LFE5U-85F-6BG381C",

@@ -174,6 +174,8 @@ def build(board: Board | str, params: EngineParameters | None = None, *,
     overrides = {"script_after_synth": f"tee -q -o {NAME}.stat.json stat -json"}
     if board.synth_opts:
         overrides["synth_opts"] = " ".join(board.synth_opts)
+    if board.synth_script:
+        overrides["script_after_read"] = "\n".join(board.synth_script)
     platform.prepare(top, name=NAME, **overrides).extract(directory)
     result.seconds["elaborate"] = round(time.monotonic() - started, 1)
     record()

@@ -30,9 +30,9 @@ class SerialEngine(wiring.Component):
     framing_errors, overruns : Out(16)
         Bytes lost on the line (bad stop bit) or for want of room in the receive FIFO.
 
-    The receive FIFO's bytes reach the engine through a :class:`SkidBuffer`, so neither the
-    FIFO's read (its block RAM and the read enable) nor the engine's command decoder sees the
-    other's logic in the same cycle.
+    Each FIFO meets the engine through a :class:`SkidBuffer`, so neither a FIFO's logic (its
+    block RAM, level and enables) nor the engine's command processor sees the other's in the
+    same cycle.
 
     Latency and back-pressure: the line has no flow control, so the receive FIFO must hold
     whatever the host sends while the engine does not take bytes: during a RUN (one byte per
@@ -94,9 +94,11 @@ class SerialEngine(wiring.Component):
             uart.rx.ready.eq(1),
         ]
         m.submodules.rx_skid = rx_skid = SkidBuffer(8)
+        m.submodules.tx_skid = tx_skid = SkidBuffer(8)
         wiring.connect(m, rx_fifo.r_stream, rx_skid.i)
         wiring.connect(m, rx_skid.o, engine.i)
-        wiring.connect(m, engine.o, tx_fifo.w_stream)
+        wiring.connect(m, engine.o, tx_skid.i)
+        wiring.connect(m, tx_skid.o, tx_fifo.w_stream)
         wiring.connect(m, tx_fifo.r_stream, uart.tx)
         m.d.comb += [
             uart.rx_pin.eq(self.rx),
