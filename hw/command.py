@@ -127,6 +127,8 @@ class CommandProcessor(wiring.Component):
         status = Signal(8)
         reply = Signal(_Reply)
         reply_length = Signal(32)
+        reply_empty = Signal()                     # reply_length == 0, kept as a register
+        payload_last = Signal.like(index)          # the last payload byte's index (33 at most)
         reply_word = Signal(32)
         to_send = Signal(range(lanes * p.bank_depth + 1))   # activations READ_OUTPUT has left
         last_output = Signal()                     # to_send == 1, kept as a register
@@ -147,7 +149,8 @@ class CommandProcessor(wiring.Component):
         act_data = Signal(p.activation_bits)
 
         def respond(code, kind=_Reply.NONE, size=0):
-            m.d.sync += [status.eq(code), reply.eq(kind), reply_length.eq(size), index.eq(0)]
+            m.d.sync += [status.eq(code), reply.eq(kind), reply_length.eq(size), index.eq(0),
+                         reply_empty.eq(size == 0), payload_last.eq(size - 1)]
             m.next = "ReplySync"
 
         def skip_then(code):
@@ -406,7 +409,8 @@ class CommandProcessor(wiring.Component):
                 with m.If(done):
                     with m.If((index != 0) & (status == Status.OK)):
                         m.d.sync += status.eq(Status.BAD_LENGTH)
-                    m.d.sync += [reply.eq(_Reply.WORD), reply_length.eq(4),
+                    m.d.sync += [reply.eq(_Reply.WORD), reply_length.eq(4), reply_empty.eq(0),
+                                 payload_last.eq(3),
                                  reply_word.eq(written), index.eq(0)]
                     m.next = "ReplySync"
                 with m.Elif(self.i.valid):
@@ -500,7 +504,7 @@ class CommandProcessor(wiring.Component):
                     m.d.sync += index.eq(index + 1)
                     with m.If(index == 3):
                         m.d.sync += index.eq(0)
-                        with m.If(reply_length == 0):
+                        with m.If(reply_empty):
                             m.next = "Sync"
                         with m.Elif(reply == _Reply.OUTPUT):
                             m.next = "OutputRead"
@@ -517,7 +521,7 @@ class CommandProcessor(wiring.Component):
                         m.d.comb += self.o.payload.eq(word_bytes[index[:2]])
                 with m.If(self.o.ready):
                     m.d.sync += index.eq(index + 1)
-                    with m.If(index + 1 == reply_length[:len(index)]):   # 33 bytes at most
+                    with m.If(index == payload_last):
                         m.next = "Sync"
             with m.State("OutputRead"):
                 m.d.comb += [core.core_act_en.eq(1), core.core_act_lane.eq(bank_lane),
