@@ -265,19 +265,19 @@ class CommandProcessor(wiring.Component):
         # Checks of the length, registered in the Measure state: above MAX_PAYLOAD, or not
         # what the opcode allows.
         length_big = Signal()
+        length_zero = Signal()
         length_bad = Signal()
-        length_wrong = Signal()
+        m.d.sync += [length_big.eq(~_at_most(length, MAX_PAYLOAD)), length_zero.eq(length == 0)]
         with m.Switch(opcode):
             for op, expect in ((Opcode.INFO, 0), (Opcode.STATUS, 0), (Opcode.RESET, 0),
                                (Opcode.RUN, 2), (Opcode.READ_OUTPUT, 4)):
                 with m.Case(op):
-                    m.d.comb += length_wrong.eq(length != expect)
+                    m.d.sync += length_bad.eq(length != expect)
             with m.Case(Opcode.WRITE_INPUT):
-                m.d.comb += length_wrong.eq((length > lanes * p.bank_depth * act_bytes)
-                                            | (length[0] & (act_bytes == 2)))
+                m.d.sync += length_bad.eq(~_at_most(length, lanes * p.bank_depth * act_bytes)
+                                          | (length[0] & (act_bytes == 2)))
             with m.Case(Opcode.WRITE):
-                m.d.comb += length_wrong.eq(length < WRITE_HEADER)
-        m.d.sync += [length_big.eq(length > MAX_PAYLOAD), length_bad.eq(length_wrong)]
+                m.d.sync += length_bad.eq(_below(length, WRITE_HEADER))
 
         # -- Reply bytes --------------------------------------------------------------------
         info = self._info.to_bytes()
@@ -288,6 +288,16 @@ class CommandProcessor(wiring.Component):
                               *(self.core_cycles[8 * k:8 * k + 8] for k in range(4)),
                               *(shown_count[8 * k:8 * k + 8] for k in range(4))])
         word_bytes = Array(reply_word[8 * k:8 * k + 8] for k in range(4))
+        # Payload byte `index` of the reply, registered: ReplyFetch waits for it (a payload
+        # byte takes two cycles), so the byte selects never reach the link in one cycle.
+        payload_byte = Signal(8)
+        with m.Switch(reply):
+            with m.Case(_Reply.INFO):
+                m.d.sync += payload_byte.eq(info_bytes[index])
+            with m.Case(_Reply.STATUS):
+                m.d.sync += payload_byte.eq(status_bytes[index])
+            with m.Case(_Reply.WORD):
+                m.d.sync += payload_byte.eq(word_bytes[index[:2]])
 
         core = self  # the core_* ports
         # The load bus is registered: a memory's write enable, address and data come straight
@@ -311,7 +321,7 @@ class CommandProcessor(wiring.Component):
                 m.next = "Dispatch"
             with m.State("Dispatch"):
                 m.d.sync += [index.eq(0), status.eq(Status.OK)]
-                set_remaining(length, length == 0)
+                set_remaining(length, length_zero)
                 with m.If(length_big):
                     respond(Status.BAD_LENGTH)
                 with m.Elif(length_bad):
@@ -509,20 +519,17 @@ class CommandProcessor(wiring.Component):
                         with m.Elif(reply == _Reply.OUTPUT):
                             m.next = "OutputRead"
                         with m.Else():
-                            m.next = "ReplyPayload"
+                            m.next = "ReplyFetch"
+            with m.State("ReplyFetch"):                 # the payload byte is registered
+                m.next = "ReplyPayload"
             with m.State("ReplyPayload"):
-                m.d.comb += self.o.valid.eq(1)
-                with m.Switch(reply):
-                    with m.Case(_Reply.INFO):
-                        m.d.comb += self.o.payload.eq(info_bytes[index])
-                    with m.Case(_Reply.STATUS):
-                        m.d.comb += self.o.payload.eq(status_bytes[index])
-                    with m.Case(_Reply.WORD):
-                        m.d.comb += self.o.payload.eq(word_bytes[index[:2]])
+                m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(payload_byte)]
                 with m.If(self.o.ready):
                     m.d.sync += index.eq(index + 1)
                     with m.If(index == payload_last):
                         m.next = "Sync"
+                    with m.Else():
+                        m.next = "ReplyFetch"
             with m.State("OutputRead"):
                 m.d.comb += [core.core_act_en.eq(1), core.core_act_lane.eq(bank_lane),
                              core.core_act_addr.eq(bank_addr),
