@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-
-
 from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.lib import data, enum, wiring
 from amaranth.lib.memory import Memory
@@ -11,6 +9,7 @@ from amaranth.lib.wiring import In, Out
 
 from sparsemac.sw.golden import EngineTiming
 
+from .broadcast import Broadcast
 from .front_end import FrontEnd
 from .lane import Lane
 from .output_stage import OutputStage
@@ -53,8 +52,11 @@ def load_bus_signature(params: EngineParameters) -> wiring.Signature:
 
 def core_timing(params: EngineParameters) -> EngineTiming:
     """The cycle-model constants of a core built with ``params`` (docs/engine.md 4.1)."""
-    return EngineTiming(fifo_depth=params.fifo_depth + Lane.FETCH_CYCLES - 1,
-                        broadcast_latency=Lane.FETCH_CYCLES,
+    # A column is accepted in cycle B, fans out in B + 1 and is fetched in the lanes; the
+    # credits cover those cycles as well as the FIFO's fifo_depth entries.
+    broadcast_latency = Broadcast.LATENCY + Lane.FETCH_CYCLES
+    return EngineTiming(fifo_depth=params.fifo_depth + broadcast_latency - 1,
+                        broadcast_latency=broadcast_latency,
                         mac_latency=Lane.DRAIN_CYCLES,
                         output_latency=OutputStage.LATENCY, layer_overhead=5)
 
@@ -134,9 +136,10 @@ class Core(wiring.Component):
         timing = self.timing
 
         m.submodules.front_end = front_end = FrontEnd(p)
+        m.submodules.broadcast = broadcast = Broadcast(p, capacity=timing.fifo_depth)
         lane_blocks = []
         for index in range(lanes):
-            lane = Lane(p)
+            lane = Lane(p, capacity=timing.fifo_depth)
             m.submodules[f"lane{index}"] = lane
             lane_blocks.append(lane)
         m.submodules.output = output = OutputStage(p)
@@ -178,6 +181,9 @@ class Core(wiring.Component):
 
         # -- Activation banks (two buffers each) --------------------------------------------
         running = Signal()
+        # The same as ``running``, but a register (not decoded from the state machine): it
+        # selects the banks' ports, whose read addresses are then registers too.
+        banks_running = Signal()
         in_buffer = Signal()
         act_lane_r = Signal.like(self.act_lane)
         with m.If(self.act_en):
@@ -187,7 +193,7 @@ class Core(wiring.Component):
             m.submodules[f"bank{index}"] = bank
             bank_wr, bank_rd = bank.write_port(), bank.read_port()
             m.d.comb += front_end.rd_data[index].eq(bank_rd.data)
-            with m.If(running):
+            with m.If(banks_running):
                 m.d.comb += [
                     bank_rd.en.eq(front_end.rd_en),
                     bank_rd.addr.eq(front_end.rd_addr + in_buffer * p.bank_depth),
@@ -206,30 +212,27 @@ class Core(wiring.Component):
             with m.If(act_lane_r == index):
                 m.d.comb += self.act_data.eq(bank_rd.data)
 
-        # -- Front end, FIFOs, lanes --------------------------------------------------------
-        all_room = Signal()
+        # -- Front end, broadcast, lanes ----------------------------------------------------
         m.d.comb += [
-            all_room.eq(1),
             front_end.columns.eq(config.columns),
             front_end.groups.eq(config.groups),
         ]
-        for lane in lane_blocks:
-            with m.If(~lane.i.ready):
-                m.d.comb += all_room.eq(0)
-        m.d.comb += front_end.o.ready.eq(all_room)
-        # Whether the lanes are idle (free, with empty FIFOs) and nothing is broadcast, as of
-        # the previous cycle: registered per lane so that no lane's pointer read reaches the
-        # cross-lane AND in the same cycle.
+        wiring.connect(m, front_end.o, broadcast.i)
+        # Whether the lanes are idle (free, every column accepted also taken) and nothing is
+        # accepted, as of the previous cycle: registered per lane so that no lane's logic
+        # reaches the cross-lane AND in the same cycle. The broadcast's register holds a
+        # column accepted the cycle before, which its credits count.
         idle_before = Signal()
         broadcast_before = Signal()
-        m.d.sync += broadcast_before.eq(front_end.o.valid & all_room)
+        m.d.sync += broadcast_before.eq(front_end.o.valid & front_end.o.ready)
         m.d.comb += idle_before.eq(~broadcast_before)
         m.d.comb += [output.param_base.eq(config.param_base), output.relu.eq(config.relu)]
         for index in range(lanes):
             lane = lane_blocks[index]
             m.d.comb += [
-                lane.i.valid.eq(front_end.o.valid & all_room),
-                lane.i.payload.eq(front_end.o.payload),
+                lane.i.valid.eq(broadcast.o.valid),
+                lane.i.payload.eq(broadcast.o.payload),
+                broadcast.take[index].eq(lane.take),
                 lane.value_bits.eq(config.value_bits),
                 lane.run_bits.eq(config.run_bits),
                 lane.entry_base.eq(config.entry_base),
@@ -238,7 +241,7 @@ class Core(wiring.Component):
                 output.acc[index].eq(lane.out_data),
             ]
             lane_idle = Signal(name=f"lane_idle{index}")
-            m.d.sync += lane_idle.eq(lane.idle)
+            m.d.sync += lane_idle.eq(lane.free & broadcast.empty[index])
             with m.If(~lane_idle):
                 m.d.comb += idle_before.eq(0)
 
@@ -261,7 +264,7 @@ class Core(wiring.Component):
         with m.If(running):
             m.d.sync += self.cycles.eq(self.cycles + 1)
 
-        with m.FSM():
+        with m.FSM() as sequencer:
             with m.State("Idle"):
                 with m.If(self.start):
                     m.d.sync += [
@@ -328,4 +331,8 @@ class Core(wiring.Component):
                         m.next = "Idle"
                     with m.Else():
                         m.next = "Table"
+        with m.If(~self.busy & self.start):
+            m.d.sync += banks_running.eq(1)
+        with m.Elif(sequencer.ongoing("Drain") & (drain == 0) & (remaining <= 1)):
+            m.d.sync += banks_running.eq(0)
         return m

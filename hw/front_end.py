@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Signal, signed, unsigned
+import functools
+import operator
+
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -89,61 +92,81 @@ class FrontEnd(wiring.Component):
         base = Signal(p.column_bits + 1)          # group * lanes
         current = Signal(data.ArrayLayout(signed(p.activation_bits), lanes))
         following = Signal(data.ArrayLayout(signed(p.activation_bits), lanes))
+        following_base = Signal(p.column_bits + 1)
         mask = Signal(lanes)
+        # Whether the mask is empty or holds at most one nonzero, kept beside it, so that the
+        # decision to move on is one gate after the ready register.
+        empty = Signal()
+        last = Signal()
 
-        def nonzero_mask(values, first_column):
-            bits = []
-            for lane in range(lanes):
-                bit = Signal(name=f"nonzero{lane}")
-                m.d.comb += bit.eq((values[lane] != 0) & (first_column + lane < self.columns))
-                bits.append(bit)
-            return Cat(*bits)
+        def at_most_one(bits):
+            return (bits & (bits - 1)) == 0
 
-        # The lowest pending nonzero of the current group.
-        pick = Signal(range(lanes))
-        for lane in reversed(range(lanes)):
-            with m.If(mask[lane]):
-                m.d.comb += pick.eq(lane)
+        # The nonzeros of the following group (from registers only).
+        incoming = Signal(lanes)
+        for lane in range(lanes):
+            m.d.comb += incoming[lane].eq((following[lane] != 0) &
+                                          (following_base + lane < self.columns))
+
+        # The lowest pending nonzero of the current group, one-hot (a carry chain, not a
+        # priority chain), and the mask without it.
+        lowest = Signal(lanes)
         remaining = Signal(lanes)
-        m.d.comb += remaining.eq(mask & ~(Const(1, lanes) << pick))
+        m.d.comb += [
+            remaining.eq(mask & (mask - 1)),
+            lowest.eq(mask & ~remaining),
+        ]
+        pick = Signal(range(lanes))
+        value = Signal(signed(p.activation_bits))
+        for bit in range(len(pick)):
+            m.d.comb += pick[bit].eq(Cat(lowest[lane] for lane in range(lanes)
+                                         if lane >> bit & 1).any())
+        picked = [Mux(lowest[lane], current[lane], 0) for lane in range(lanes)]
+        m.d.comb += value.eq(functools.reduce(operator.or_, picked))
 
         scanning = Signal()
         m.d.comb += [
             scanning.eq((phase == _Phase.SCAN) & (group != self.groups)),
             self.done.eq((phase == _Phase.SCAN) & (group == self.groups)),
-            self.o.valid.eq(scanning & mask.any()),
+            self.o.valid.eq(scanning & ~empty),
             self.o.payload.column.eq(base + pick),
-            self.o.payload.value.eq(current[pick]),
+            self.o.payload.value.eq(value),
         ]
 
         advance = Signal()
         with m.If(scanning):
-            with m.If(~mask.any() | (self.o.ready & (remaining == 0))):
+            with m.If(empty | (self.o.ready & last)):
                 m.d.comb += advance.eq(1)
             with m.Elif(self.o.ready):
-                m.d.sync += mask.eq(remaining)
+                m.d.sync += [mask.eq(remaining), last.eq(at_most_one(remaining))]
+
+        # Groups are read in order, so the read address is a register: a counter, group + 3
+        # while scanning, back at zero between layers.
+        fetch = Signal.like(self.rd_addr)
+        m.d.comb += self.rd_addr.eq(fetch)
+        with m.If(self.rd_en):
+            m.d.sync += fetch.eq(fetch + 1)
+        with m.Elif((phase == _Phase.IDLE) | self.done):
+            m.d.sync += fetch.eq(0)
 
         with m.If(self.start):
-            m.d.comb += [self.rd_addr.eq(0), self.rd_en.eq(1)]
-            m.d.sync += [phase.eq(_Phase.PRIME), group.eq(0), base.eq(0)]
+            m.d.comb += self.rd_en.eq(1)
+            m.d.sync += [phase.eq(_Phase.PRIME), group.eq(0), base.eq(0),
+                         following_base.eq(0)]
         with m.Elif(phase == _Phase.PRIME):
-            m.d.comb += [self.rd_addr.eq(1), self.rd_en.eq(1)]
+            m.d.comb += self.rd_en.eq(1)
             m.d.sync += [phase.eq(_Phase.LOAD), following.eq(self.rd_data)]
-        with m.Elif(phase == _Phase.LOAD):
-            m.d.comb += [self.rd_addr.eq(2), self.rd_en.eq(1)]
+        with m.Elif((phase == _Phase.LOAD) | advance):
+            m.d.comb += self.rd_en.eq(1)
             m.d.sync += [
                 phase.eq(_Phase.SCAN),
                 current.eq(following),
-                mask.eq(nonzero_mask(following, 0)),
+                mask.eq(incoming),
+                empty.eq(incoming == 0),
+                last.eq(at_most_one(incoming)),
                 following.eq(self.rd_data),
+                following_base.eq(following_base + lanes),
             ]
-        with m.Elif(advance):
-            m.d.comb += [self.rd_addr.eq(group + 3), self.rd_en.eq(1)]
-            m.d.sync += [
-                group.eq(group + 1),
-                base.eq(base + lanes),
-                current.eq(following),
-                mask.eq(nonzero_mask(following, base + lanes)),
-                following.eq(self.rd_data),
-            ]
+            with m.If(phase == _Phase.SCAN):
+                m.d.sync += [group.eq(group + 1), base.eq(base + lanes)]
         return m

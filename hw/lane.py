@@ -37,7 +37,8 @@ class Lane(wiring.Component):
 
     Pipeline. Fetch (cycle ``B`` is the cycle ``i`` accepts a column): ``B+1`` pointer read,
     ``B+2`` pointers registered, ``B+3`` entry count, FIFO write; the FIFO shows the column
-    in ``B+4``. Take (cycle ``P``): ``P+1`` first entry times entry width, ``P+2`` first bit
+    in ``B+4``. Take (cycle ``P``): ``P+1`` first entry times entry width in two halves
+    (shift and add: the lane's only multiplier is the product), ``P+2`` their sum, the first bit
     position, ``P+3 ..`` one entry address per cycle; +1 the two words registered, +2 the
     entry's bits, +3 field extraction, +4 slot, +5 accumulator read and product, +6 read data
     and product registered, +7 sum and accumulator write.
@@ -45,20 +46,22 @@ class Lane(wiring.Component):
     Parameters
     ----------
     params : EngineParameters
+    capacity : int
+        Columns accepted and not yet taken the lane can hold: the FIFO is this deep. The
+        sender counts them (:class:`~sparsemac.hw.broadcast.Broadcast`) and never exceeds it.
 
     Members
     -------
-    i : In(stream.Signature(column_layout(params)))
-        Nonzero activations, from the front end. ``ready`` is high while fewer than
-        :attr:`credit_limit` columns are accepted and not yet taken.
+    i : In(stream.Signature(column_layout(params), always_ready=True))
+        Nonzero activations, from the broadcast; at most :attr:`capacity` accepted and not
+        yet taken.
     value_bits, run_bits, entry_base, pointer_base, slots : In
         The current layer's configuration (entry base in words); held during a layer, from
         at least two cycles before its first column.
     take : Out(1)
         The lane takes a column from its FIFO this cycle (cycle ``P``).
-    idle : Out(1)
-        The lane is free (it has finished the cycles of its last column) and holds no
-        accepted column.
+    free : Out(1)
+        The lane has finished the cycles of its last column (it may take one this cycle).
     out_en, out_addr : In
         The output stage reads accumulator ``out_addr`` (data on ``out_data`` the next cycle)
         and the lane clears it to zero the cycle after. Only while the lane is idle and drained.
@@ -69,8 +72,7 @@ class Lane(wiring.Component):
     Latency and back-pressure: a column accepted in ``B`` is taken at the earliest in
     ``B + 4`` (:attr:`FETCH_CYCLES`). A column taken in ``P`` with ``n`` entries keeps the
     lane until ``P + max(1, n)``, when it may take the next, so a lane retires one entry per
-    cycle in steady state and a column with no entries costs one cycle. A take frees a
-    credit (``i.ready``) the next cycle. The last accumulator write lands
+    cycle in steady state and a column with no entries costs one cycle. The last accumulator write lands
     :attr:`DRAIN_CYCLES` cycles after the lane becomes free; a read in the next cycle sees it.
     """
 
@@ -79,20 +81,23 @@ class Lane(wiring.Component):
     #: Cycles from the lane going free to its last accumulator write (inclusive).
     DRAIN_CYCLES = 9
 
-    def __init__(self, params: EngineParameters):
+    def __init__(self, params: EngineParameters, *, capacity: int):
         if not isinstance(params, EngineParameters):
             raise TypeError(f"Parameters must be an EngineParameters, not {params!r}")
+        if not isinstance(capacity, int) or capacity < 1:
+            raise ValueError(f"Lane capacity must be a positive integer, not {capacity!r}")
         self._params = params
+        self._capacity = capacity
         p = params
         super().__init__({
-            "i": In(stream.Signature(column_layout(p))),
+            "i": In(stream.Signature(column_layout(p), always_ready=True)),
             "value_bits": In(5),
             "run_bits": In(4),
             "entry_base": In(max(1, p.entry_words.bit_length())),
             "pointer_base": In(max(1, p.pointer_depth.bit_length())),
             "slots": In(max(1, p.bank_depth.bit_length())),
             "take": Out(1),
-            "idle": Out(1),
+            "free": Out(1),
             "out_en": In(1),
             "out_addr": In(range(p.bank_depth)),
             "out_data": Out(signed(p.accumulator_bits)),
@@ -102,10 +107,9 @@ class Lane(wiring.Component):
         })
 
     @property
-    def credit_limit(self) -> int:
-        """Columns accepted and not yet taken, at most: the FIFO depth plus the fetch's
-        three cycles in flight."""
-        return self._params.fifo_depth + self.FETCH_CYCLES - 1
+    def capacity(self) -> int:
+        """Columns accepted and not yet taken that the lane can hold."""
+        return self._capacity
 
     def elaborate(self, platform):
         m = Module()
@@ -113,7 +117,6 @@ class Lane(wiring.Component):
         word_bits = p.word_bits
         word_shift = word_bits.bit_length() - 1
         entry_width = p.weight_bits + p.max_run_bits
-        credit_limit = self.credit_limit
 
         # -- Memories -----------------------------------------------------------------------
         m.submodules.pointers = pointers = Memory(shape=p.pointer_bits, depth=p.pointer_depth,
@@ -146,29 +149,32 @@ class Lane(wiring.Component):
         acc_wr = accumulators.write_port()
         acc_rd = accumulators.read_port()
 
-        # -- Pointer fetch, ahead of the FIFO (cycles B .. B+3) ------------------------------
-        # Credits count the columns accepted and not yet taken from the FIFO, so the FIFO
-        # never overflows although its writes land three cycles after the acceptance.
-        accept = Signal()
-        take = Signal()
-        credits = Signal(range(credit_limit + 1))
-        m.d.comb += [
-            self.i.ready.eq(credits < credit_limit),
-            accept.eq(self.i.valid & self.i.ready),
+        # -- The layer's configuration, registered in the lane ------------------------------
+        # (the configuration comes from one register for all lanes; copies here keep its
+        # routing out of the lane's paths).
+        pointer_first = Signal.like(self.pointer_base)
+        pointer_last = Signal(len(self.pointer_base) + 1)
+        value_bits = Signal.like(self.value_bits)
+        slots = Signal.like(self.slots)
+        m.d.sync += [
+            pointer_first.eq(self.pointer_base),
+            pointer_last.eq(self.pointer_base + 1),
+            value_bits.eq(self.value_bits),
+            slots.eq(self.slots),
         ]
-        with m.If(accept & ~take):
-            m.d.sync += credits.eq(credits + 1)
-        with m.Elif(~accept & take):
-            m.d.sync += credits.eq(credits - 1)
 
+        # -- Pointer fetch, ahead of the FIFO (cycles B .. B+3) ------------------------------
+        # The sender's credits keep the columns accepted and not yet taken within the FIFO's
+        # depth, so it never overflows although its writes land three cycles after acceptance.
+        take = Signal()
         f1_valid = Signal()
         f1_column = Signal.like(self.i.payload.column)
         f1_x = Signal(signed(p.activation_bits))
-        m.d.sync += [f1_valid.eq(accept), f1_column.eq(self.i.payload.column),
+        m.d.sync += [f1_valid.eq(self.i.valid), f1_column.eq(self.i.payload.column),
                      f1_x.eq(self.i.payload.value)]
         m.d.comb += [
-            pointer_start.addr.eq(self.pointer_base + f1_column),
-            pointer_end.addr.eq(self.pointer_base + f1_column + 1),
+            pointer_start.addr.eq(pointer_first + f1_column),
+            pointer_end.addr.eq(pointer_last + f1_column),
         ]
         f2_valid = Signal()
         f2_x = Signal(signed(p.activation_bits))
@@ -180,12 +186,17 @@ class Lane(wiring.Component):
         m.d.sync += [f3_valid.eq(f2_valid), f3_x.eq(f2_x),
                      f3_start.eq(pointer_start.data), f3_end.eq(pointer_end.data)]
 
+        # What the take decides from is computed here, ahead of the FIFO: whether the column
+        # has entries, whether it keeps the lane one cycle only, and the cycles after the first.
         fetched = data.StructLayout({
             "start": unsigned(p.pointer_bits),
             "count": unsigned(p.pointer_bits),
+            "rest": unsigned(p.pointer_bits),
+            "entries": unsigned(1),
+            "single": unsigned(1),
             "x": signed(p.activation_bits),
         })
-        m.submodules.fifo = fifo = SyncFIFO(width=fetched.size, depth=credit_limit)
+        m.submodules.fifo = fifo = SyncFIFO(width=fetched.size, depth=self._capacity)
         f3_out = Signal(fetched)
         m.d.comb += [
             f3_out.start.eq(f3_start),
@@ -193,26 +204,41 @@ class Lane(wiring.Component):
             fifo.w_en.eq(f3_valid),
             fifo.w_data.eq(f3_out),
         ]
+        f3_rest = Signal(p.pointer_bits)
         with m.If(f3_end > f3_start):
-            m.d.comb += f3_out.count.eq(f3_end - f3_start)
+            m.d.comb += [
+                f3_out.count.eq(f3_end - f3_start),
+                f3_rest.eq(f3_end - f3_start - 1),
+                f3_out.entries.eq(1),
+            ]
+        m.d.comb += [f3_out.rest.eq(f3_rest), f3_out.single.eq(f3_rest == 0)]
         head = Signal(fetched)
         m.d.comb += head.eq(fifo.r_data)
 
         # -- Take a column (cycle P): it keeps the lane for max(1, n) cycles -----------------
+        # ``take`` (the FIFO holds a column and the lane is free) is a register, decided a
+        # cycle ahead from the FIFO's level, its write and the lane's next ``free``: it drives
+        # the FIFO, the lane and the broadcast's credits, and no memory read reaches it.
         free = Signal(init=1)
         left = Signal(p.pointer_bits)
+        free_next = Signal()
+        queued_next = Signal()
         m.d.comb += [
-            take.eq(fifo.r_rdy & free),
             fifo.r_en.eq(take),
             self.take.eq(take),
-            self.idle.eq(free & (credits == 0)),
+            self.free.eq(free),
         ]
+        # A take finds left at zero: the lane was free.
         with m.If(take):
-            m.d.sync += free.eq(head.count <= 1)
-            with m.If(head.count > 1):
-                m.d.sync += left.eq(head.count - 1)
+            m.d.comb += free_next.eq(head.single)
+            m.d.sync += left.eq(head.rest)
         with m.Elif(left != 0):
-            m.d.sync += [left.eq(left - 1), free.eq(left == 1)]
+            m.d.comb += free_next.eq(left == 1)
+            m.d.sync += left.eq(left - 1)
+        with m.Else():
+            m.d.comb += free_next.eq(free)
+        m.d.comb += queued_next.eq(f3_valid | (fifo.r_level > take))
+        m.d.sync += [free.eq(free_next), take.eq(free_next & queued_next)]
 
         entry_bits = Signal(range(2 * 16 + 1))
         m.d.sync += entry_bits.eq(self.value_bits + self.run_bits)
@@ -220,17 +246,26 @@ class Lane(wiring.Component):
         m.d.sync += base_bit.eq(self.entry_base << word_shift)
 
         # -- The column's first bit position (cycles P+1, P+2) ------------------------------
+        # First entry times entry width by shift and add, no multiplier: the products by the
+        # width's low three bits and by its high three bits in P+1, their sum in P+2.
+        def times(bits):
+            terms = [Mux(entry_bits[bit], head.start << shift, 0)
+                     for shift, bit in enumerate(bits)]
+            return sum(terms[1:], terms[0])
+
         s1_valid = Signal()
-        s1_start = Signal(p.pointer_bits)
+        s1_low = Signal(p.bit_address_bits + 1)
+        s1_high = Signal(p.bit_address_bits + 1)
         s1_count = Signal(p.pointer_bits)
         s1_x = Signal(signed(p.activation_bits))
-        m.d.sync += [s1_valid.eq(take & (head.count != 0)), s1_start.eq(head.start),
+        m.d.sync += [s1_valid.eq(take & head.entries), s1_low.eq(times(range(3))),
+                     s1_high.eq(times(range(3, len(entry_bits)))),
                      s1_count.eq(head.count), s1_x.eq(head.x)]
         s2_valid = Signal()
         s2_offset = Signal(p.bit_address_bits + 1)
         s2_count = Signal(p.pointer_bits)
         s2_x = Signal(signed(p.activation_bits))
-        m.d.sync += [s2_valid.eq(s1_valid), s2_offset.eq(s1_start * entry_bits),
+        m.d.sync += [s2_valid.eq(s1_valid), s2_offset.eq(s1_low + (s1_high << 3)),
                      s2_count.eq(s1_count), s2_x.eq(s1_x)]
 
         # -- Entry generator: one bit position per cycle (cycles P + 3 ..) ------------------
@@ -301,24 +336,24 @@ class Lane(wiring.Component):
         ]
 
         # -- Field extraction (entry cycle + 3) ---------------------------------------------
+        # The layer's masks and sign position are registers, not decoded from the
+        # configuration in the path.
         value_mask = Signal(p.weight_bits)
-        m.d.comb += value_mask.eq((Const(1, p.weight_bits + 1) << self.value_bits) - 1)
+        sign_mask = Signal(p.weight_bits)
+        run_mask = Signal(p.max_run_bits)
+        m.d.sync += [
+            value_mask.eq((Const(1, p.weight_bits + 1) << self.value_bits) - 1),
+            sign_mask.eq((Const(1, p.weight_bits + 1) << self.value_bits) >> 1),
+            run_mask.eq((Const(1, p.max_run_bits + 1) << self.run_bits) - 1),
+        ]
         magnitude = Signal(p.weight_bits)
         m.d.comb += magnitude.eq(raw & value_mask)
-        sign_bit = Signal(5)
         negative = Signal()
-        m.d.comb += [
-            sign_bit.eq(self.value_bits - 1),
-            negative.eq((raw >> sign_bit)[0]),
-        ]
+        m.d.comb += negative.eq((raw[:p.weight_bits] & sign_mask).any())
         value = Signal(signed(p.weight_bits))
         m.d.comb += value.eq(Mux(negative, magnitude | ~value_mask, magnitude))
         run = Signal(p.max_run_bits)
-        run_mask = Signal(p.max_run_bits)
-        m.d.comb += [
-            run_mask.eq((Const(1, p.max_run_bits + 1) << self.run_bits) - 1),
-            run.eq((raw >> self.value_bits) & run_mask),
-        ]
+        m.d.comb += run.eq((raw >> value_bits) & run_mask)
         d_valid = Signal()
         d_value = Signal(signed(p.weight_bits))
         d_run = Signal(p.max_run_bits)
@@ -345,7 +380,7 @@ class Lane(wiring.Component):
         s5_slot = Signal(p.slot_bits)
         s5_product = Signal(signed(p.product_bits))
         m.d.sync += [
-            s5_valid.eq(s4_valid & (s4_slot < self.slots)),
+            s5_valid.eq(s4_valid & (s4_slot < slots)),
             s5_slot.eq(s4_slot),
             s5_product.eq(s4_value * s4_x),
         ]

@@ -35,7 +35,7 @@ class EngineTiming:
     layer_overhead : fixed cycles per layer (configuration, phase changes)
     """
     fifo_depth: int = 4
-    broadcast_latency: int = 4
+    broadcast_latency: int = 5
     mac_latency: int = 9
     output_latency: int = 7
     layer_overhead: int = 5

@@ -17,8 +17,9 @@ from hw_helpers import build_info, pack, random_input, random_layer
 
 
 def run_lane(params, layer, lane, x, valid_probability, seed):
-    """Feed lane ``lane`` the nonzeros of ``x``; return (accumulators, take cycles)."""
-    dut = Lane(params)
+    """Feed lane ``lane`` the nonzeros of ``x``, keeping at most the lane's capacity accepted
+    and not taken (as the broadcast's credits do); return (accumulators, take cycles)."""
+    dut = Lane(params, capacity=params.fifo_depth + Lane.FETCH_CYCLES)
     image = pack([layer], params)
     packed = image.layers[0]
     writes = [w for w in memory_writes(image, build_info(params, EngineTiming()))
@@ -42,21 +43,20 @@ def run_lane(params, layer, lane, x, valid_probability, seed):
         cycle = 0
         pending = list(columns)
         while pending:
-            if rng.random() < valid_probability:
+            accepted = len(columns) - len(pending)
+            if accepted - len(takes) < dut.capacity and rng.random() < valid_probability:
                 ctx.set(dut.i.valid, 1)
                 ctx.set(dut.i.payload.column, pending[0][0])
                 ctx.set(dut.i.payload.value, pending[0][1])
-                _, _, ready, take = await ctx.tick().sample(dut.i.ready, dut.take)
-                if ready:
-                    pending.pop(0)
+                pending.pop(0)
             else:
                 ctx.set(dut.i.valid, 0)
-                _, _, take = await ctx.tick().sample(dut.take)
+            _, _, take = await ctx.tick().sample(dut.take)
             if take:
                 takes.append(cycle)
             cycle += 1
         ctx.set(dut.i.valid, 0)
-        while not ctx.get(dut.idle):
+        while len(takes) < len(columns) or not ctx.get(dut.free):
             _, _, take = await ctx.tick().sample(dut.take)
             if take:
                 takes.append(cycle)
