@@ -183,17 +183,21 @@ class OutputStage(wiring.Component):
         m.d.sync += [s4_valid.eq(sh_valid), s4_slot.eq(sh_slot), s4_lane.eq(sh_lane),
                      s4_scaled.eq(scaled)]
 
-        # Cycle +6: clamp (ReLU is a clamp at 0).
+        # Cycle +6: clamp (ReLU is a clamp at 0). The value fits the activation width when
+        # its bits from the activation's sign bit up are all equal: a wide AND and OR, not a
+        # comparison along a 50-bit carry chain.
         lo, hi = signed_range(p.activation_bits)
-        low = Signal(signed(p.activation_bits))
-        m.d.comb += low.eq(Mux(self.relu, 0, lo))
+        top = s4_scaled[p.activation_bits - 1:]
+        negative = s4_scaled[-1]
         clamped = Signal(signed(p.activation_bits))
-        with m.If(s4_scaled > hi):
-            m.d.comb += clamped.eq(hi)
-        with m.Elif(s4_scaled < low):
-            m.d.comb += clamped.eq(low)
+        with m.If(negative & self.relu):
+            m.d.comb += clamped.eq(0)
+        with m.Elif((top == 0) | top.all()):
+            m.d.comb += clamped.eq(s4_scaled[:p.activation_bits])
+        with m.Elif(negative):
+            m.d.comb += clamped.eq(lo)
         with m.Else():
-            m.d.comb += clamped.eq(s4_scaled)
+            m.d.comb += clamped.eq(hi)
         m.d.sync += [
             self.o.valid.eq(s4_valid),
             self.o.payload.lane.eq(s4_lane),

@@ -102,7 +102,15 @@ BOARDS: dict[str, Board] = {
         # Yosys re-encodes a state machine (one-hot) only if its state register has no
         # initial value, and Amaranth gives every FSM one. The reset state is 0, as an iCE40
         # flip-flop powers up, and the board top holds the design in reset after power-up.
-        synth_script=("setattr -unset init w:*fsm_state",),
+        # An iCE40 block RAM declares no read-during-write behaviour, so Yosys emulates
+        # Amaranth's (the old data) with an address compare and a bypass register. In the
+        # memories written over the load bus (only while the core is idle) and the activation
+        # banks (a layer reads one buffer and writes the other) a read never meets a write to
+        # its address: tell Yosys so (COLLISION_X_MASK) and it adds no such logic.
+        synth_script=("setattr -unset init w:*fsm_state",
+                      *(f"setparam -set COLLISION_X_MASK 1 t:$memrd_v2 r:MEMID=\\{memory} %i"
+                        for memory in ("bank*", "params", "layer_table", "pointers", "even",
+                                       "odd"))),
         module="icebreaker"),
     "ulx3s-85f": Board(
         name="ulx3s-85f", title="ULX3S-85F", family="ecp5", device="LFE5U-85F-6BG381C",
