@@ -98,3 +98,28 @@ def test_requantize_matches_numerics(seed, activation_bits, lanes):
     assert np.array_equal(got, expect), f"seed {seed}: {got} != {expect}"
     if activation_bits == 8 and not relu:
         assert list(got[0, :6]) == [3, -2, -3, 127, -128, 3]
+
+
+@pytest.mark.parametrize("activation_bits", [8, 16])
+@pytest.mark.parametrize("relu", [False, True])
+def test_clamp_edges(activation_bits, relu):
+    # Multiplier 1 and shift 0 or 1: the shifted value is the sum itself, so these sums land
+    # on either side of the activation range, of twice it (the rounding's input) and of the
+    # output stage's saturation width (activation bits + 3).
+    params = EngineParameters(lanes=2, activation_bits=activation_bits, accumulator_bits=47,
+                              slot_depth=64, bank_depth=64)
+    edges = []
+    for bound in (1 << (activation_bits - 1), 1 << activation_bits,
+                  1 << (activation_bits + 2), 1 << 40):
+        edges += [bound + d for d in (-2, -1, 0, 1, 2)] + [-bound + d for d in (-2, -1, 0, 1, 2)]
+    sums = np.array(edges * 2, dtype=np.int64)
+    shift = np.array([0] * len(edges) + [1] * len(edges), dtype=np.int64)
+    slots = len(sums) // 2
+    shape = (2, slots)
+    acc = sums.reshape(shape)
+    got = run_output_stage(params, acc, np.zeros(shape, dtype=np.int64),
+                           np.ones(shape, dtype=np.int64), shift.reshape(shape), relu,
+                           base=0, seed=activation_bits)
+    expect = requantize(acc, np.ones(shape, dtype=np.int64), shift.reshape(shape), relu=relu,
+                        activation_bits=activation_bits)
+    assert np.array_equal(got, expect), f"{got} != {expect}"
