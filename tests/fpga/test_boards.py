@@ -61,7 +61,11 @@ def test_constraints_are_package_data():
     setuptools = pyproject["tool"]["setuptools"]
     assert setuptools["package-dir"]["sparsemac.constraints"] == "constraints"
     assert "sparsemac.constraints" in setuptools["packages"]
-    installed = importlib.resources.files("sparsemac.constraints")
+    try:
+        installed = importlib.resources.files("sparsemac.constraints")
+    except ModuleNotFoundError:
+        pytest.fail("sparsemac.constraints is not installed: an editable install made before "
+                    "pyproject.toml mapped it needs 'pip install -e .' again")
     for name in BOARDS:
         assert (installed / f"{BOARDS[name].module}.py").is_file()
     assert [r.name for r in board_resources("icebreaker")] == ["uart", "debug"]
