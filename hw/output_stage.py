@@ -85,7 +85,7 @@ class OutputStage(wiring.Component):
         })
 
     #: Cycles from issuing a slot to its output on ``o``.
-    LATENCY = 7
+    LATENCY = 8
 
     @property
     def latency(self) -> int:
@@ -108,25 +108,37 @@ class OutputStage(wiring.Component):
             row_wr.en.eq(self.param_w.en),
             row_wr.addr.eq(Cat(self.param_w.lane[:lane_bits], self.param_w.addr)),
             row_wr.data.eq(self.param_w.data),
-            row.eq(self.param_base + self.slot),
-            row_rd.addr.eq(Cat(self.lane[:lane_bits], row)),
         ]
 
-        # Cycle +1: parameters and the lane's accumulator arrive, registered straight out of
-        # the memories (the accumulator through the lane select).
+        # Cycle +1: every lane's accumulator read is registered straight out of its memory
+        # (the lanes' memories are spread over the device: no select in this cycle), and the
+        # record's parameters are read.
         s1_valid = Signal()
         s1_lane = Signal.like(self.lane)
         s1_slot = Signal.like(self.slot)
         m.d.sync += [s1_valid.eq(self.en), s1_lane.eq(self.lane), s1_slot.eq(self.slot)]
+        s1_acc = Signal.like(self.acc)
+        m.d.sync += s1_acc.eq(self.acc)
+        m.d.comb += [
+            row.eq(self.param_base + s1_slot),
+            row_rd.addr.eq(Cat(s1_lane[:lane_bits], row)),
+        ]
+
+        # Cycle +2: the record's accumulator, through the lane select, and its parameters,
+        # both registered.
+        a_valid = Signal()
+        a_lane = Signal.like(self.lane)
+        a_slot = Signal.like(self.slot)
+        m.d.sync += [a_valid.eq(s1_valid), a_lane.eq(s1_lane), a_slot.eq(s1_slot)]
         r_valid = Signal()
         r_lane = Signal.like(self.lane)
         r_slot = Signal.like(self.slot)
         r_acc = Signal(signed(p.accumulator_bits))
         r_row = Signal(self._row)
-        m.d.sync += [r_valid.eq(s1_valid), r_lane.eq(s1_lane), r_slot.eq(s1_slot),
-                     r_acc.eq(self.acc[s1_lane]), r_row.eq(row_rd.data)]
+        m.d.sync += [r_valid.eq(a_valid), r_lane.eq(a_lane), r_slot.eq(a_slot),
+                     r_acc.eq(s1_acc[a_lane]), r_row.eq(row_rd.data)]
 
-        # Cycle +2: add the bias.
+        # Cycle +3: add the bias.
         s2_valid = Signal()
         s2_slot = Signal.like(self.slot)
         s2_lane = Signal.like(self.lane)
@@ -142,7 +154,7 @@ class OutputStage(wiring.Component):
             s2_shift.eq(r_row.shift),
         ]
 
-        # Cycle +3: the exact product.
+        # Cycle +4: the exact product.
         s3_valid = Signal()
         s3_slot = Signal.like(self.slot)
         s3_lane = Signal.like(self.lane)
@@ -156,7 +168,7 @@ class OutputStage(wiring.Component):
             s3_shift.eq(s2_shift),
         ]
 
-        # Cycles +4 and +5: shift, then round half up. For shift > 0,
+        # Cycles +5 and +6: shift, then round half up. For shift > 0,
         # (x + 2**(s-1)) >> s == ((x >> (s-1)) + 1) >> 1, which needs no 64-bit rounding term.
         width = s3_product.shape().width
         sh_valid = Signal()
@@ -183,7 +195,7 @@ class OutputStage(wiring.Component):
         m.d.sync += [s4_valid.eq(sh_valid), s4_slot.eq(sh_slot), s4_lane.eq(sh_lane),
                      s4_scaled.eq(scaled)]
 
-        # Cycle +6: clamp (ReLU is a clamp at 0). The value fits the activation width when
+        # Cycle +7: clamp (ReLU is a clamp at 0). The value fits the activation width when
         # its bits from the activation's sign bit up are all equal: a wide AND and OR, not a
         # comparison along a 50-bit carry chain.
         lo, hi = signed_range(p.activation_bits)

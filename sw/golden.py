@@ -37,7 +37,7 @@ class EngineTiming:
     fifo_depth: int = 4
     broadcast_latency: int = 5
     mac_latency: int = 9
-    output_latency: int = 7
+    output_latency: int = 8
     layer_overhead: int = 5
 
     def __post_init__(self):

@@ -36,7 +36,7 @@ def test_engine_construction():
     engine = Engine(lanes=3, fifo_depth=6)
     assert engine.params == EngineParameters(lanes=3, fifo_depth=6)
     assert engine.timing == EngineTiming(fifo_depth=10, broadcast_latency=5, mac_latency=9,
-                                         output_latency=7, layer_overhead=5)
+                                         output_latency=8, layer_overhead=5)
     assert engine.build_info.lanes == 3
     assert set(engine.signature.members) == {"i", "o"}
     with pytest.raises(TypeError, match="not both"):
