@@ -102,11 +102,18 @@ class FrontEnd(wiring.Component):
         def at_most_one(bits):
             return (bits & (bits - 1)) == 0
 
+        # Which of the following group's columns are in the layer: a register, kept for the
+        # following group's first column as it moves on (both candidates from registers).
+        moving = Signal()
+        live = Signal(lanes)
+        for lane in range(lanes):
+            m.d.sync += live[lane].eq(Mux(moving,
+                                          self.columns - following_base - lanes > lane,
+                                          self.columns - following_base > lane))
         # The nonzeros of the following group (from registers only).
         incoming = Signal(lanes)
         for lane in range(lanes):
-            m.d.comb += incoming[lane].eq((following[lane] != 0) &
-                                          (following_base + lane < self.columns))
+            m.d.comb += incoming[lane].eq((following[lane] != 0) & live[lane])
 
         # The lowest pending nonzero of the current group, one-hot (a carry chain, not a
         # priority chain), and the mask without it.
@@ -157,7 +164,7 @@ class FrontEnd(wiring.Component):
             m.d.comb += self.rd_en.eq(1)
             m.d.sync += [phase.eq(_Phase.LOAD), following.eq(self.rd_data)]
         with m.Elif((phase == _Phase.LOAD) | advance):
-            m.d.comb += self.rd_en.eq(1)
+            m.d.comb += [self.rd_en.eq(1), moving.eq(1)]
             m.d.sync += [
                 phase.eq(_Phase.SCAN),
                 current.eq(following),

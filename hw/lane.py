@@ -208,7 +208,7 @@ class Lane(wiring.Component):
         with m.If(f3_end > f3_start):
             m.d.comb += [
                 f3_out.count.eq(f3_end - f3_start),
-                f3_rest.eq(f3_end - f3_start - 1),
+                f3_rest.eq(f3_end + ~f3_start),     # end - start - 1, one adder
                 f3_out.entries.eq(1),
             ]
         m.d.comb += [f3_out.rest.eq(f3_rest), f3_out.single.eq(f3_rest == 0)]
