@@ -31,12 +31,13 @@ import platform as host
 import statistics
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
+from sparsemac.hw import EngineParameters
 from sparsemac.hw.boards import get_board
+from sparsemac.hw.core import core_timing
 from sparsemac.hw.boards.build import FPGABuildError, build
 from sparsemac.sw import pack_model, run_golden
 from sparsemac.sw.prune import magnitude_mask
@@ -45,24 +46,25 @@ from sparsemac.sw.quantize import QuantLayer, QuantModel
 SWEEP = {"icebreaker": [1, 2, 4, 8], "ulx3s-85f": [4, 8, 16, 32]}
 
 
-def golden_utilisation(lanes: int, *, size: int = 1024, sparsity: float = 0.9,
+def golden_utilisation(params: EngineParameters, *, size: int = 1024, sparsity: float = 0.9,
                        batch: int = 16, seed: int = 5) -> float:
-    """Mean lane utilisation of the golden model on one size x size layer."""
+    """Mean lane utilisation of the golden model of build ``params`` on one size x size
+    layer."""
     rng = np.random.default_rng(seed)
     dense = rng.standard_normal((size, size))
     weight = np.where(magnitude_mask(dense, sparsity), dense, 0.0)
     weight = np.clip(np.round(weight / np.abs(weight).max() * 127), -127, 127).astype(np.int64)
     layer = QuantLayer("fc", weight, np.zeros(size, np.int64), np.full(size, 1 << 15, np.int64),
                        np.full(size, 20, np.int64), True, 8)
-    image = pack_model(QuantModel((layer,), 8), lanes=lanes)
+    image = pack_model(QuantModel((layer,), 8), lanes=params.lanes)
     x = rng.integers(-128, 128, (batch, size))
-    return float(run_golden(image, x).utilisation.mean())
+    return float(run_golden(image, x, core_timing(params)).utilisation.mean())
 
 
 def measure(board_name: str, lanes: int, seeds: list[int], stage: str, output: Path,
             say) -> dict:
     board = get_board(board_name)
-    params = replace(board.params, lanes=lanes)
+    params = board.engine_parameters(lanes=lanes)
     directory = output / f"{board_name}-{lanes}"
     entry: dict = {"board": board_name, "lanes": lanes, "params": params.__dict__,
                    "target_mhz": board.frequency / 1e6, "seeds": {}}
@@ -128,15 +130,14 @@ def main(argv=None) -> int:
     results = {"machine": f"{host.machine()} {host.system()}, {host.python_version()}",
                "command": " ".join(["python bench/fpga.py", *(argv or sys.argv[1:])]),
                "seeds": list(range(1, args.seeds + 1)), "stage": args.stage, "builds": []}
-    utilisation: dict[int, float] = {}
     for board in args.board or list(SWEEP):
         for lanes in args.lanes or SWEEP[board]:
-            if lanes not in utilisation:
-                utilisation[lanes] = golden_utilisation(lanes)
             entry = measure(board, lanes, results["seeds"], args.stage, output, say)
-            entry["utilisation"] = utilisation[lanes]
+            # The build's own cycle model: a shared output stage walks lanes x slots.
+            utilisation = golden_utilisation(get_board(board).engine_parameters(lanes=lanes))
+            entry["utilisation"] = utilisation
             if "fmax_mhz" in entry:
-                entry["useful_macs_per_second"] = (utilisation[lanes] * lanes
+                entry["useful_macs_per_second"] = (utilisation * lanes
                                                    * entry["fmax_mhz"]["median"] * 1e6)
             results["builds"].append(entry)
             (output / "results.json").write_text(json.dumps(results, indent=2) + "\n")

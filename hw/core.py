@@ -1,4 +1,4 @@
-"""The engine core: layer sequencing over the front end, the lanes and the output stage."""
+"""The engine core: layer sequencing over the front end, the lanes and the output stages."""
 
 from __future__ import annotations
 
@@ -58,19 +58,21 @@ def core_timing(params: EngineParameters) -> EngineTiming:
     return EngineTiming(fifo_depth=params.fifo_depth + broadcast_latency - 1,
                         broadcast_latency=broadcast_latency,
                         mac_latency=Lane.DRAIN_CYCLES,
-                        output_latency=OutputStage.LATENCY, layer_overhead=5)
+                        output_latency=OutputStage.LATENCY, layer_overhead=5,
+                        lanes_per_output_stage=params.lanes_per_output_stage)
 
 
 class Core(wiring.Component):
     """Run consecutive layers of a loaded model on the input in activation buffer 0.
 
     The activation memory of each lane's bank holds two buffers (ping-pong). A run starts
-    with the input in buffer 0; each layer reads one buffer and its output stage writes the
+    with the input in buffer 0; each layer reads one buffer and its output stages write the
     other, and the last layer's buffer is reported on ``result_buffer``. Per layer: one cycle
     to read the layer table, one to configure, one to prime the front end, the compute phase
-    (front end, FIFOs, lanes) plus the cycle that sees it has finished, ``lanes x slots``
-    cycles of output walk (one output stage serves every lane) and the output pipeline's
-    drain. docs/engine.md section 4 is the exact count; :attr:`timing` gives its constants.
+    (front end, FIFOs, lanes) plus the cycle that sees it has finished, ``Ns x slots`` cycles
+    of output walk (each output stage serves ``Ns = lanes_per_output_stage`` lanes, all
+    stages in step) and the output pipeline's drain. docs/engine.md section 4 is the exact
+    count; :attr:`timing` gives its constants.
 
     Parameters
     ----------
@@ -142,7 +144,16 @@ class Core(wiring.Component):
             lane = Lane(p, capacity=timing.fifo_depth)
             m.submodules[f"lane{index}"] = lane
             lane_blocks.append(lane)
-        m.submodules.output = output = OutputStage(p)
+        group = p.lanes_per_output_stage
+        stages = []
+        for index in range(p.output_stages):
+            stage = OutputStage(p, lanes=group)
+            m.submodules[f"output{index}"] = stage
+            stages.append(stage)
+
+        def stage_of(lane: int) -> tuple[OutputStage, int]:
+            """The output stage of a lane, and the lane's number within its group."""
+            return stages[lane // group], lane % group
 
         # -- Layer table and configuration --------------------------------------------------
         m.submodules.layer_table = table = Memory(shape=layer_layout(p), depth=p.layer_depth,
@@ -163,12 +174,12 @@ class Core(wiring.Component):
             table_wr.addr.eq(load.addr),
             table_wr.data.eq(load.data),
         ]
-        m.d.comb += [
-            output.param_w.en.eq(strobe(LoadTarget.PARAM)),
-            output.param_w.lane.eq(load.lane),
-            output.param_w.addr.eq(load.addr),
-            output.param_w.data.eq(load.data),
-        ]
+        for stage in stages:
+            m.d.comb += [stage.param_w.addr.eq(load.addr), stage.param_w.data.eq(load.data)]
+        for index in range(lanes):
+            stage, local = stage_of(index)
+            with m.If(strobe(LoadTarget.PARAM, index)):
+                m.d.comb += [stage.param_w.en.eq(1), stage.param_w.lane.eq(local)]
         for index in range(lanes):
             lane = lane_blocks[index]
             for port, target in ((lane.pointer_w, LoadTarget.POINTER),
@@ -193,13 +204,14 @@ class Core(wiring.Component):
             m.submodules[f"bank{index}"] = bank
             bank_wr, bank_rd = bank.write_port(), bank.read_port()
             m.d.comb += front_end.rd_data[index].eq(bank_rd.data)
+            stage, local = stage_of(index)
             with m.If(banks_running):
                 m.d.comb += [
                     bank_rd.en.eq(front_end.rd_en),
                     bank_rd.addr.eq(front_end.rd_addr + in_buffer * p.bank_depth),
-                    bank_wr.en.eq(output.o.valid & (output.o.payload.lane == index)),
-                    bank_wr.addr.eq(output.o.payload.slot + (~in_buffer) * p.bank_depth),
-                    bank_wr.data.eq(output.o.payload.value),
+                    bank_wr.en.eq(stage.o.valid & (stage.o.payload.lane == local)),
+                    bank_wr.addr.eq(stage.o.payload.slot + (~in_buffer) * p.bank_depth),
+                    bank_wr.data.eq(stage.o.payload.value),
                 ]
             with m.Else():
                 m.d.comb += [
@@ -226,7 +238,8 @@ class Core(wiring.Component):
         broadcast_before = Signal()
         m.d.sync += broadcast_before.eq(front_end.o.valid & front_end.o.ready)
         m.d.comb += idle_before.eq(~broadcast_before)
-        m.d.comb += [output.param_base.eq(config.param_base), output.relu.eq(config.relu)]
+        for stage in stages:
+            m.d.comb += [stage.param_base.eq(config.param_base), stage.relu.eq(config.relu)]
         for index in range(lanes):
             lane = lane_blocks[index]
             m.d.comb += [
@@ -238,8 +251,9 @@ class Core(wiring.Component):
                 lane.entry_base.eq(config.entry_base),
                 lane.pointer_base.eq(config.pointer_base),
                 lane.slots.eq(config.slots),
-                output.acc[index].eq(lane.out_data),
             ]
+            stage, local = stage_of(index)
+            m.d.comb += stage.acc[local].eq(lane.out_data)
             lane_idle = Signal(name=f"lane_idle{index}")
             m.d.sync += lane_idle.eq(lane.free & broadcast.empty[index])
             with m.If(~lane_idle):
@@ -252,7 +266,7 @@ class Core(wiring.Component):
         # idle_before, the lanes have been idle for the last Lm cycles (docs/engine.md 4).
         idle_cycles = Signal(range(timing.mac_latency))
         slot = Signal(range(p.bank_depth + 1))
-        out_lane = Signal(range(lanes))
+        out_lane = Signal(range(group))
         drain = Signal(range(timing.output_latency + 1))
         m.d.comb += table_rd.addr.eq(layer)
 
@@ -304,13 +318,15 @@ class Core(wiring.Component):
                     m.d.sync += [slot.eq(0), out_lane.eq(0)]
                     m.next = "Output"
             with m.State("Output"):
-                # The walk: slot by slot, and within a slot lane by lane, one record a cycle
-                # into the shared output stage (lanes x slots cycles).
-                m.d.comb += [self.busy.eq(1), running.eq(1),
-                             output.en.eq(1), output.lane.eq(out_lane), output.slot.eq(slot)]
+                # The walk: slot by slot, and within a slot lane by lane of each group, one
+                # record a cycle into each output stage (Ns x slots cycles).
+                m.d.comb += [self.busy.eq(1), running.eq(1)]
+                for stage in stages:
+                    m.d.comb += [stage.en.eq(1), stage.lane.eq(out_lane), stage.slot.eq(slot)]
                 for index, lane in enumerate(lane_blocks):
-                    m.d.comb += [lane.out_en.eq(out_lane == index), lane.out_addr.eq(slot)]
-                with m.If(out_lane == lanes - 1):
+                    m.d.comb += [lane.out_en.eq(out_lane == index % group),
+                                 lane.out_addr.eq(slot)]
+                with m.If(out_lane == group - 1):
                     m.d.sync += [out_lane.eq(0), slot.eq(slot + 1)]
                     with m.If(slot + 1 >= config.slots):
                         m.d.sync += drain.eq(timing.output_latency - 1)

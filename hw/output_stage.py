@@ -1,4 +1,4 @@
-"""The output stage, shared by all lanes: bias, requantize, ReLU and clamp (docs/numerics.md 4-5)."""
+"""The output stage of a group of lanes: bias, requantize, ReLU and clamp (docs/numerics.md 4-5)."""
 
 from __future__ import annotations
 
@@ -14,30 +14,33 @@ from .parameters import EngineParameters, row_param_layout
 __all__ = ["OutputStage", "output_layout", "param_load_signature"]
 
 
-def output_layout(params: EngineParameters) -> data.StructLayout:
-    """One requantized output: the lane and slot it belongs to and its activation."""
+def output_layout(params: EngineParameters, lanes: int) -> data.StructLayout:
+    """One requantized output: the lane (of the stage's ``lanes``) and slot it belongs to,
+    and its activation."""
     return data.StructLayout({
-        "lane": unsigned(max(1, (params.lanes - 1).bit_length())),
+        "lane": unsigned(max(1, (lanes - 1).bit_length())),
         "slot": unsigned(max(1, (params.bank_depth - 1).bit_length())),
         "value": signed(params.activation_bits),
     })
 
 
-def param_load_signature(params: EngineParameters) -> wiring.Signature:
-    """Host writes of one lane's row-parameter record ``addr``."""
+def param_load_signature(params: EngineParameters, lanes: int) -> wiring.Signature:
+    """Host writes of the row-parameter record ``addr`` of one of ``lanes`` lanes."""
     return wiring.Signature({
         "en": Out(1),
-        "lane": Out(range(params.lanes)),
+        "lane": Out(range(lanes)),
         "addr": Out(max(1, (params.slot_depth - 1).bit_length())),
         "data": Out(row_param_layout(params).size),
     })
 
 
 class OutputStage(wiring.Component):
-    """Turn the lanes' accumulators into the next layer's activations, one record a cycle.
+    """Turn a group of lanes' accumulators into the next layer's activations, one record a
+    cycle.
 
-    One stage serves every lane: the core issues (lane, slot) records one per cycle. It holds
-    every lane's row parameters (bias, multiplier, shift per slot, all layers, lane ``l``'s
+    One stage serves ``lanes`` lanes (``params.lanes_per_output_stage``; lane numbers here are
+    within the group): the core issues (lane, slot) records one per cycle. It holds its
+    lanes' row parameters (bias, multiplier, shift per slot, all layers, lane ``l``'s
     at ``param_base + slot``, in one memory). For each record issued on
     ``en``/``lane``/``slot`` it reads the parameters while the lane reads the accumulator,
     takes that lane's accumulator from ``acc`` the next cycle, then computes, exactly as
@@ -48,6 +51,8 @@ class OutputStage(wiring.Component):
     Parameters
     ----------
     params : EngineParameters
+    lanes : int
+        The lanes this stage serves.
 
     Members
     -------
@@ -56,32 +61,35 @@ class OutputStage(wiring.Component):
     param_base, relu : In
         The current layer's configuration, held during a layer.
     acc : In(data.ArrayLayout(signed(accumulator_bits), lanes))
-        Every lane's accumulator read; the stage takes the one of the lane issued in the
+        Its lanes' accumulator reads; the stage takes the one of the lane issued in the
         previous cycle.
-    o : Out(stream.Signature(output_layout(params), always_ready=True))
+    o : Out(stream.Signature(output_layout(params, lanes), always_ready=True))
         The requantized output, :attr:`latency` cycles after its record was issued.
-    param_w : In(param_load_signature(params))
+    param_w : In(param_load_signature(params, lanes))
         Host writes of the row parameters, ``data`` in :func:`row_param_layout` order.
 
     Latency and back-pressure: a fixed pipeline of :attr:`latency` cycles, one record per
     cycle, with no back-pressure (``o`` is always ready).
     """
 
-    def __init__(self, params: EngineParameters):
+    def __init__(self, params: EngineParameters, lanes: int):
         if not isinstance(params, EngineParameters):
             raise TypeError(f"Parameters must be an EngineParameters, not {params!r}")
+        if not 1 <= lanes <= params.lanes:
+            raise ValueError(f"An output stage serves 1 to {params.lanes} lanes, not {lanes!r}")
         self._params = params
+        self._lanes = lanes
         p = params
         self._row = row_param_layout(p)
         super().__init__({
             "en": In(1),
-            "lane": In(range(p.lanes)),
+            "lane": In(range(lanes)),
             "slot": In(range(p.bank_depth)),
             "param_base": In(max(1, p.slot_depth.bit_length())),
             "relu": In(1),
-            "acc": In(data.ArrayLayout(signed(p.accumulator_bits), p.lanes)),
-            "o": Out(stream.Signature(output_layout(p), always_ready=True)),
-            "param_w": In(param_load_signature(p)),
+            "acc": In(data.ArrayLayout(signed(p.accumulator_bits), lanes)),
+            "o": Out(stream.Signature(output_layout(p, lanes), always_ready=True)),
+            "param_w": In(param_load_signature(p, lanes)),
         })
 
     #: Cycles from issuing a slot to its output on ``o``.
@@ -97,7 +105,7 @@ class OutputStage(wiring.Component):
         p = self._params
         # Lane l's record r is at address r * 2**lane_bits + l: an address is two fields, no
         # multiplication.
-        lane_bits = (p.lanes - 1).bit_length()
+        lane_bits = (self._lanes - 1).bit_length()
         row_bits = max(1, (p.slot_depth - 1).bit_length())
         m.submodules.params = rows = Memory(shape=self._row, depth=p.slot_depth << lane_bits,
                                             init=[])
@@ -110,7 +118,7 @@ class OutputStage(wiring.Component):
             row_wr.data.eq(self.param_w.data),
         ]
 
-        # Cycle +1: every lane's accumulator read is registered straight out of its memory
+        # Cycle +1: each lane's accumulator read is registered straight out of its memory
         # (the lanes' memories are spread over the device: no select in this cycle), and the
         # record's parameters are read.
         s1_valid = Signal()
@@ -136,7 +144,8 @@ class OutputStage(wiring.Component):
         r_acc = Signal(signed(p.accumulator_bits))
         r_row = Signal(self._row)
         m.d.sync += [r_valid.eq(a_valid), r_lane.eq(a_lane), r_slot.eq(a_slot),
-                     r_acc.eq(s1_acc[a_lane]), r_row.eq(row_rd.data)]
+                     r_acc.eq(s1_acc[a_lane] if self._lanes > 1 else s1_acc[0]),
+                     r_row.eq(row_rd.data)]
 
         # Cycle +3: add the bias.
         s2_valid = Signal()

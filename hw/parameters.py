@@ -42,6 +42,10 @@ class EngineParameters:
         and the most groups a layer's input may span
     layer_depth : rows of the layer table
     fifo_depth : entries in each lane's activation FIFO
+    lanes_per_output_stage : lanes that share one output stage (a divisor of ``lanes``). 1,
+        the default, gives every lane its own stage and a layer's output walk takes ``slots``
+        cycles; ``lanes`` gives one stage for all, which saves its multiplier and adders
+        ``lanes - 1`` times over but walks ``lanes x slots`` cycles (the iCE40 UP5K's choice)
     """
     lanes: int = 4
     weight_bits: int = 8
@@ -55,6 +59,7 @@ class EngineParameters:
     bank_depth: int = 32
     layer_depth: int = 4
     fifo_depth: int = 4
+    lanes_per_output_stage: int = 1
 
     def __post_init__(self):
         def integer(name):
@@ -93,10 +98,20 @@ class EngineParameters:
             raise ValueError(f"Entry words per lane must be even, not {self.entry_words!r}")
         if self.pointer_depth < 2:
             raise ValueError(f"Pointers per lane must be at least 2, not {self.pointer_depth!r}")
+        if not (1 <= self.lanes_per_output_stage <= self.lanes
+                and self.lanes % self.lanes_per_output_stage == 0):
+            raise ValueError(f"Lanes per output stage must divide the {self.lanes} lanes, "
+                             f"not {self.lanes_per_output_stage!r}")
         if self.fifo_depth > 64:
             raise ValueError(f"FIFO depth must be at most 64, not {self.fifo_depth!r}")
 
     # -- Derived widths -----------------------------------------------------------------------
+
+    @property
+    def output_stages(self) -> int:
+        """How many output stages the core has; stage ``g`` serves lanes ``g x Ns`` to
+        ``g x Ns + Ns - 1`` (``Ns = lanes_per_output_stage``)."""
+        return self.lanes // self.lanes_per_output_stage
 
     @property
     def max_entries(self) -> int:

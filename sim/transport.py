@@ -64,7 +64,7 @@ def longest_run_bound(params: EngineParameters, info: BuildInfo) -> int:
     per_column = 1 + t.broadcast_latency
     lane_work = params.pointer_depth * per_column + params.max_entries
     per_layer = (t.layer_overhead + params.bank_depth + lane_work + t.mac_latency
-                 + params.lanes * params.bank_depth + t.output_latency)
+                 + t.lanes_per_output_stage * params.bank_depth + t.output_latency)
     return params.layer_depth * per_layer
 
 

@@ -301,7 +301,7 @@ def cmd_run(args) -> None:
 
 def cmd_build(args) -> None:
     import time
-    from dataclasses import fields, replace
+    from dataclasses import fields
 
     from rich.console import Console
     from rich.markup import escape
@@ -313,7 +313,7 @@ def cmd_build(args) -> None:
     board = get_board(args.board)
     given = {f.name: getattr(args, f.name) for f in fields(EngineParameters)
              if getattr(args, f.name) is not None}
-    params = replace(board.params, **given)
+    params = board.engine_parameters(**given)
     output = Path(args.output or f"build-{board.name}")
     console = Console(stderr=True)
     started = time.monotonic()

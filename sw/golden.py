@@ -33,12 +33,15 @@ class EngineTiming:
     mac_latency : cycles from a lane's last entry to its accumulators being final
     output_latency : cycles of the output stage's pipeline
     layer_overhead : fixed cycles per layer (configuration, phase changes)
+    lanes_per_output_stage : lanes that share one output stage; a layer's output walk
+        takes this many cycles per slot
     """
     fifo_depth: int = 4
     broadcast_latency: int = 5
     mac_latency: int = 9
     output_latency: int = 8
     layer_overhead: int = 5
+    lanes_per_output_stage: int = 1
 
     def __post_init__(self):
         if self.fifo_depth < 1:
@@ -46,6 +49,9 @@ class EngineTiming:
         for name in ("broadcast_latency", "mac_latency", "output_latency", "layer_overhead"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be non-negative, not {getattr(self, name)}")
+        if self.lanes_per_output_stage < 1:
+            raise ValueError(f"Lanes per output stage must be at least 1, "
+                             f"not {self.lanes_per_output_stage}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -114,6 +120,9 @@ def layer_cycles(layer: LayerImage, x: np.ndarray, timing: EngineTiming) -> tupl
     """
     batch, physical = x.shape
     lanes = layer.lanes
+    if lanes % timing.lanes_per_output_stage:
+        raise ValueError(f"A {lanes}-lane layer cannot run on output stages of "
+                         f"{timing.lanes_per_output_stage} lanes each")
     groups = -(-physical // lanes)
     active = x != 0
     count = active.sum(axis=1)
@@ -147,8 +156,9 @@ def layer_cycles(layer: LayerImage, x: np.ndarray, timing: EngineTiming) -> tupl
     scan_done = np.where(count > 0, broadcast + 1 + (groups - 1 - group_prev), groups)
     lanes_done = np.where(count > 0, lane_free.max(axis=1) + timing.mac_latency, 0)
     compute = np.maximum(scan_done, lanes_done)
-    # One output stage walks every lane's slots, one record per cycle.
-    cycles = timing.layer_overhead + compute + lanes * layer.slots + timing.output_latency
+    # Each output stage walks its lanes' slots, one record per cycle, all stages in step.
+    walk = timing.lanes_per_output_stage * layer.slots
+    cycles = timing.layer_overhead + compute + walk + timing.output_latency
     return cycles, lane_busy
 
 

@@ -28,7 +28,7 @@ __all__ = [
     "outputs_in_row_order", "RunStatus",
 ]
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 #: First byte of every command frame.
 COMMAND_SYNC = 0xA5
 #: First byte of every response frame.
@@ -96,7 +96,7 @@ class BuildInfo:
     timing: EngineTiming
     version: int = PROTOCOL_VERSION
 
-    _FORMAT = "<BBBBBBBBBIIIIIBBBB"
+    _FORMAT = "<BBBBBBBBBIIIIIBBBBB"
 
     def to_bytes(self) -> bytes:
         t = self.timing
@@ -105,20 +105,21 @@ class BuildInfo:
                            self.word_bits, self.fifo_depth, self.pointer_bits,
                            self.entry_words, self.pointer_depth, self.slot_depth,
                            self.bank_depth, self.layer_depth, t.broadcast_latency,
-                           t.mac_latency, t.output_latency, t.layer_overhead)
+                           t.mac_latency, t.output_latency, t.layer_overhead,
+                           t.lanes_per_output_stage)
 
     @classmethod
     def from_bytes(cls, payload: bytes) -> "BuildInfo":
+        if payload and payload[0] != PROTOCOL_VERSION:
+            raise ProtocolError(f"Engine speaks protocol version {payload[0]}, this host "
+                                f"{PROTOCOL_VERSION}")
         if len(payload) != struct.calcsize(cls._FORMAT):
             raise ProtocolError(f"INFO payload is {len(payload)} bytes, expected "
                                 f"{struct.calcsize(cls._FORMAT)}")
         (version, lanes, wb, ab, accb, rb, word, fifo, pb, ew, pd, sd, bd, ld,
-         lb, lm, lo, lh) = struct.unpack(cls._FORMAT, payload)
-        if version != PROTOCOL_VERSION:
-            raise ProtocolError(f"Engine speaks protocol version {version}, this host "
-                                f"{PROTOCOL_VERSION}")
+         lb, lm, lo, lh, group) = struct.unpack(cls._FORMAT, payload)
         return cls(lanes, wb, ab, accb, rb, word, fifo, ew, pd, sd, bd, ld, pb,
-                   EngineTiming(fifo, lb, lm, lo, lh), version)
+                   EngineTiming(fifo, lb, lm, lo, lh, group), version)
 
     @property
     def max_pointer(self) -> int:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.resources
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -38,6 +38,8 @@ class Board:
     frequency : the engine clock a default build asks for, Hz (made by the PLL)
     baudrate : the default UART rate on the USB serial bridge
     params : the default engine build
+    shared_output_stage : whether one output stage serves every lane whatever the lane count
+        (a small device's choice: see :meth:`engine_parameters`)
     synth_opts : extra options of Yosys' ``synth_<family>``
     synth_script : Yosys commands run on the design before ``synth_<family>``
     nextpnr_args : nextpnr's device and package options
@@ -50,10 +52,22 @@ class Board:
     frequency: float
     baudrate: int
     params: EngineParameters
+    shared_output_stage: bool = False
     synth_opts: tuple[str, ...] = ()
     synth_script: tuple[str, ...] = ()
     nextpnr_args: tuple[str, ...] = ()
     module: str = field(default="", repr=False)
+
+    def engine_parameters(self, **changes: int) -> EngineParameters:
+        """The board's default engine with ``changes`` (EngineParameters fields) made.
+
+        On a board with a shared output stage, ``lanes_per_output_stage`` follows ``lanes``
+        unless it is given.
+        """
+        params = replace(self.params, **changes)
+        if self.shared_output_stage and "lanes_per_output_stage" not in changes:
+            params = replace(params, lanes_per_output_stage=params.lanes)
+        return params
 
     def platform(self) -> Any:
         """A fresh amaranth-boards platform with ``constraints/``'s extra resources."""
@@ -98,6 +112,8 @@ BOARDS: dict[str, Board] = {
         # the logic cells (docs/fpga.md).
         params=EngineParameters(lanes=1, entry_words=256, pointer_depth=256, slot_depth=64,
                                 bank_depth=32, layer_depth=4, fifo_depth=4),
+        # Its 5,280 logic cells and 8 multipliers hold one output stage, not one per lane.
+        shared_output_stage=True,
         synth_opts=("-dsp",), nextpnr_args=("--up5k", "--package", "sg48"),
         # Yosys re-encodes a state machine (one-hot) only if its state register has no
         # initial value, and Amaranth gives every FSM one. The reset state is 0, as an iCE40

@@ -54,6 +54,16 @@ def test_board_registry():
         assert board_resources(BOARDS[name].module)
 
 
+def test_board_engine_parameters():
+    # The UP5K shares one output stage among however many lanes it is built with; the ECP5
+    # gives each lane its own unless told otherwise.
+    icebreaker, ulx3s = get_board("icebreaker"), get_board("ulx3s-85f")
+    assert icebreaker.engine_parameters(lanes=4).lanes_per_output_stage == 4
+    assert icebreaker.engine_parameters(lanes=4, lanes_per_output_stage=2).output_stages == 2
+    assert ulx3s.engine_parameters().output_stages == ulx3s.params.lanes
+    assert ulx3s.engine_parameters(lanes=32).lanes_per_output_stage == 1
+
+
 def test_constraints_are_package_data():
     # A wheel carries constraints/ as the package sparsemac.constraints; it is read from the
     # installed package, not from the source tree.

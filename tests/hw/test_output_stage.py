@@ -17,8 +17,8 @@ from sparsemac.sw.numerics import requantize, signed_range
 def run_output_stage(params, acc, bias, multiplier, shift, relu, base, seed):
     """Issue every (lane, slot) record of (lanes, slots) arrays once, in a random order with
     random gaps; every other lane's accumulator input carries garbage."""
-    dut = OutputStage(params)
     lanes, slots = acc.shape
+    dut = OutputStage(params, lanes=lanes)
     rng = random.Random(seed)
     results = {}
 

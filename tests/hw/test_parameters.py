@@ -21,6 +21,9 @@ from sparsemac.sw.golden import EngineTiming
     (dict(entry_words=0), "entry_words must be at least 1, not 0"),
     (dict(entry_words=7), "Entry words per lane must be even, not 7"),
     (dict(fifo_depth=0), "fifo_depth must be at least 1, not 0"),
+    (dict(lanes=4, lanes_per_output_stage=3), "must divide the 4 lanes, not 3"),
+    (dict(lanes=4, lanes_per_output_stage=8), "must divide the 4 lanes, not 8"),
+    (dict(lanes=4, lanes_per_output_stage=0), "must divide the 4 lanes, not 0"),
 ])
 def test_bad_parameters_are_refused(fields, message):
     with pytest.raises(ValueError, match=message):
@@ -38,6 +41,10 @@ def test_engine_construction():
     assert engine.timing == EngineTiming(fifo_depth=10, broadcast_latency=5, mac_latency=9,
                                          output_latency=8, layer_overhead=5)
     assert engine.build_info.lanes == 3
+    shared = Engine(lanes=6, lanes_per_output_stage=3)
+    assert shared.params.output_stages == 2
+    assert shared.timing.lanes_per_output_stage == 3
+    assert shared.build_info.timing.lanes_per_output_stage == 3
     assert set(engine.signature.members) == {"i", "o"}
     with pytest.raises(TypeError, match="not both"):
         Engine(EngineParameters(), lanes=2)

@@ -81,6 +81,22 @@ def test_cycle_model_hand_worked_case():
     assert cycles.tolist() == [11] and busy.tolist() == [[0]]
 
 
+def test_output_walk_follows_the_output_stages(rng):
+    # Stages of Ns lanes walk Ns x slots records each, in step: only the walk changes.
+    layer = random_layer(rng, 40, 24, 0.3)
+    image = pack_model(QuantModel((layer,), 8), lanes=4)
+    x = random_inputs(rng, 3, 24)
+    slots = image.layers[0].slots
+    cycles = {ns: run_golden(image, x, EngineTiming(lanes_per_output_stage=ns)).cycles
+              for ns in (1, 2, 4)}
+    assert np.array_equal(cycles[2] - cycles[1], np.full(3, slots))
+    assert np.array_equal(cycles[4] - cycles[1], np.full(3, 3 * slots))
+    with pytest.raises(ValueError, match="4-lane layer cannot run on output stages of 3"):
+        run_golden(image, x, EngineTiming(lanes_per_output_stage=3))
+    with pytest.raises(ValueError, match="Lanes per output stage must be at least 1"):
+        EngineTiming(lanes_per_output_stage=0)
+
+
 def test_fifo_depth_limits_run_ahead():
     # Lane 0 has 10 entries in column 0, lane 1 has one entry per column. With a FIFO of
     # depth 1 the front end waits for lane 0 to pop each column; deeper FIFOs let lane 1 run

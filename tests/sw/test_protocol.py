@@ -16,7 +16,7 @@ from sparsemac.sw.quantize import QuantLayer, QuantModel
 BUILD = proto.BuildInfo(lanes=4, weight_bits=8, activation_bits=8, accumulator_bits=32,
                         max_run_bits=4, word_bits=16, fifo_depth=4, entry_words=256,
                         pointer_depth=256, slot_depth=64, bank_depth=32, layer_depth=4,
-                        pointer_bits=10, timing=EngineTiming())
+                        pointer_bits=10, timing=EngineTiming(lanes_per_output_stage=2))
 
 
 def model(seed=0, shapes=((12, 10), (5, 12)), density=0.4, weight_bits=8):
@@ -41,10 +41,16 @@ def test_frame_layout():
 
 def test_build_info_round_trip():
     data = BUILD.to_bytes()
-    assert len(data) == 33
+    assert len(data) == 34
     assert proto.BuildInfo.from_bytes(data) == BUILD
-    with pytest.raises(proto.ProtocolError, match="version 2"):
-        proto.BuildInfo.from_bytes(b"\x02" + data[1:])
+    with pytest.raises(proto.ProtocolError, match="version 3"):
+        proto.BuildInfo.from_bytes(b"\x03" + data[1:])
+    # A version 1 engine answered 33 bytes (no lanes per output stage): its version is what
+    # the host names, not the length.
+    with pytest.raises(proto.ProtocolError, match="version 1"):
+        proto.BuildInfo.from_bytes(b"\x01" + data[1:33])
+    with pytest.raises(proto.ProtocolError, match="34"):
+        proto.BuildInfo.from_bytes(data[:33])
 
 
 def test_responses_split_and_check():
