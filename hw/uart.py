@@ -37,14 +37,24 @@ def uart_divisor(clk_frequency: float, baudrate: float) -> int:
     return divisor
 
 
-def _check_divisor(component, divisor: int) -> int:
-    if not isinstance(divisor, int) or isinstance(divisor, bool) or divisor < 4:
-        component._MustUse__silence = True          # refused: no "never used" warning later
-        raise ValueError(f"Divisor must be an integer of at least 4, not {divisor!r}")
-    return divisor
+class _BitTimed(wiring.Component):
+    """A component whose bit period is ``divisor`` clock cycles, fixed at elaboration (the
+    subclasses' members are their annotations)."""
+
+    def __init__(self, divisor: int):
+        if not isinstance(divisor, int) or isinstance(divisor, bool) or divisor < 4:
+            self._MustUse__silence = True           # refused: no "never used" warning later
+            raise ValueError(f"Divisor must be an integer of at least 4, not {divisor!r}")
+        self._divisor = divisor
+        super().__init__()
+
+    @property
+    def divisor(self) -> int:
+        """Clock cycles per bit."""
+        return self._divisor
 
 
-class UARTTransmitter(wiring.Component):
+class UARTTransmitter(_BitTimed):
     """Sends each byte of its stream as one 8N1 frame: a start bit, 8 data bits LSB first,
     a stop bit, each ``divisor`` cycles long.
 
@@ -66,14 +76,6 @@ class UARTTransmitter(wiring.Component):
 
     i: In(stream.Signature(8))
     tx: Out(1, init=1)
-
-    def __init__(self, divisor: int):
-        self._divisor = _check_divisor(self, divisor)
-        super().__init__()
-
-    @property
-    def divisor(self) -> int:
-        return self._divisor
 
     def elaborate(self, platform):
         m = Module()
@@ -100,7 +102,7 @@ class UARTTransmitter(wiring.Component):
         return m
 
 
-class UARTReceiver(wiring.Component):
+class UARTReceiver(_BitTimed):
     """Receives 8N1 frames into a stream of bytes.
 
     The line goes through a 2-FF synchroniser; a falling edge starts a frame, the start bit is
@@ -135,14 +137,6 @@ class UARTReceiver(wiring.Component):
     o: Out(stream.Signature(8))
     framing_errors: Out(16)
     overruns: Out(16)
-
-    def __init__(self, divisor: int):
-        self._divisor = _check_divisor(self, divisor)
-        super().__init__()
-
-    @property
-    def divisor(self) -> int:
-        return self._divisor
 
     def elaborate(self, platform):
         m = Module()
@@ -194,7 +188,7 @@ class UARTReceiver(wiring.Component):
         return m
 
 
-class UART(wiring.Component):
+class UART(_BitTimed):
     """A receiver and a transmitter at one baud rate.
 
     Parameters
@@ -223,14 +217,6 @@ class UART(wiring.Component):
     tx_pin: Out(1, init=1)
     framing_errors: Out(16)
     overruns: Out(16)
-
-    def __init__(self, divisor: int):
-        self._divisor = _check_divisor(self, divisor)
-        super().__init__()
-
-    @property
-    def divisor(self) -> int:
-        return self._divisor
 
     def elaborate(self, platform):
         m = Module()
