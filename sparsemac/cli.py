@@ -189,7 +189,7 @@ def cmd_demo(args) -> None:
 
     from .sw.demo import EngineMismatchError, comparison_table, results_table, run_demo
 
-    engine = device = None
+    engine = device = timing = None
     if not args.no_engine:
         from .hw import EngineParameters
         from .sim.build import rich_progress
@@ -212,8 +212,12 @@ def cmd_demo(args) -> None:
                 raise EngineMismatchError(f"the engine took {ran.cycles.sum():,} cycles for "
                                           f"the test split, the cycle model {expected.sum():,}")
             return ran.outputs
+
+        # The table's cycles and utilisation are this engine's (they equal its counters).
+        timing = device.info().timing
     try:
-        result = run_demo(args.output, quick=args.quick, lanes=args.lanes, engine=engine)
+        result = run_demo(args.output, quick=args.quick, lanes=args.lanes, engine=engine,
+                          timing=timing)
     except EngineMismatchError as error:
         raise CommandError(f"the engine disagrees with the golden model: {error}") from None
     finally:

@@ -197,6 +197,7 @@ class DemoResult:
     seconds: float
     workers: int
     files: dict[str, Path]
+    timing: EngineTiming = EngineTiming()
 
     def model(self, name: str) -> ModelResult:
         for m in self.models:
@@ -359,7 +360,7 @@ def _float_predict(model: DenseModel, x: np.ndarray) -> np.ndarray:
 
 
 def _evaluate(name: str, model: DenseModel, data, lanes: int, out: Path | None,
-              engine: EngineRunner | None) -> dict[str, Any]:
+              engine: EngineRunner | None, timing: EngineTiming) -> dict[str, Any]:
     """Quantize, pack and run one trained model; its figures as a dict. Writes the float
     weights and the image to ``out`` when given."""
     x_train, x_test, _, y_test = data
@@ -369,7 +370,7 @@ def _evaluate(name: str, model: DenseModel, data, lanes: int, out: Path | None,
         save_image(image, out / "images" / f"{name}.smac")
         save_model(model, out / "models" / f"{name}.npz")
     x_int = quantize_activations(x_test, qmodel.input_scale, qmodel.activation_bits)
-    golden = run_golden(image, x_int)
+    golden = run_golden(image, x_int, timing)
 
     engine_outputs = run_on_engine(engine, image, x_int, golden.outputs, name)
     engine_accuracy = (None if engine_outputs is None
@@ -431,7 +432,8 @@ def _run_job(job: _Job, config: DemoConfig,
 
 def run_demo(output_dir: str | Path, *, quick: bool = False, lanes: int = 8, progress: bool = True,
              workers: int | None = None, config: DemoConfig | None = None,
-             engine: EngineRunner | None = None) -> DemoResult:
+             engine: EngineRunner | None = None,
+             timing: EngineTiming | None = None) -> DemoResult:
     """Run the whole experiment and write its results, plots and images to ``output_dir``.
 
     Parameters
@@ -448,6 +450,9 @@ def run_demo(output_dir: str | Path, *, quick: bool = False, lanes: int = 8, pro
     engine : runs every packed model on the engine (:data:`EngineRunner`); its outputs must
         equal the golden model's, and its accuracy fills the table's engine column. Without
         it that column says "n/a (not yet available)".
+    timing : the engine's timing constants, for the cycles per inference and the lane
+        utilisation (default: :class:`EngineTiming`'s, the default engine build's); pass the
+        engine's own (``device.info().timing``) when ``engine`` is given
 
     Raises
     ------
@@ -458,6 +463,7 @@ def run_demo(output_dir: str | Path, *, quick: bool = False, lanes: int = 8, pro
         raise ValueError(f"Lane count must be 1 to {MAX_LANES}, not {lanes!r}")
     started = time.perf_counter()
     config = config or (QUICK if quick else FULL)
+    timing = timing or EngineTiming()
     if workers is None:
         workers = 1 if quick else max(1, min(os.cpu_count() or 1, 4))
     out = Path(output_dir)
@@ -514,7 +520,8 @@ def run_demo(output_dir: str | Path, *, quick: bool = False, lanes: int = 8, pro
                 runs = [trained[_Job(name, sizes, sparsity, seed)] for seed in config.seeds]
                 if sparsity > 0:
                     histories[name] = runs[0][1]
-                evaluated = [_evaluate(name, model, data, lanes, out if i == 0 else None, engine)
+                evaluated = [_evaluate(name, model, data, lanes, out if i == 0 else None, engine,
+                                       timing)
                              for i, (model, _, _) in enumerate(runs)]
                 footprints = tuple(r["image_bytes"] if sparsity > 0 else r["dense_storage_bytes"]
                                    for r in evaluated)
@@ -557,7 +564,7 @@ def run_demo(output_dir: str | Path, *, quick: bool = False, lanes: int = 8, pro
     result = DemoResult(config=config, lanes=lanes, train_samples=len(x_train),
                         test_samples=len(data[1]), models=tuple(models[n] for n in order),
                         comparisons=tuple(comparisons), schedule=schedule, seconds=0.0,
-                        workers=workers, files=files)
+                        workers=workers, files=files, timing=timing)
     _plot_schedule(result, files["schedule_plot"])
     _plot_accuracy(result, files["accuracy_plot"])
     result = replace(result, seconds=time.perf_counter() - started)
@@ -605,7 +612,7 @@ def _as_json(result: DemoResult) -> dict[str, Any]:
                               "parameters)"),
         "engine": ("n/a (not yet available)" if any(m.engine_accuracy is None for m in result.models)
                    else "outputs equal to the golden model's"),
-        "engine_timing": asdict(EngineTiming()),
+        "engine_timing": asdict(result.timing),
         "models": [m.as_dict() for m in result.models],
         "comparisons": [{**asdict(c), "footprint_ratio": c.footprint_ratio,
                          "accuracy_gain": c.accuracy_gain, "sparse_wins": c.sparse_wins}

@@ -21,9 +21,9 @@ __all__ = ["EngineTiming", "GoldenResult", "run_golden", "check_inputs", "layer_
 class EngineTiming:
     """The timing constants of an engine build (docs/engine.md section 4).
 
-    The defaults are those of the gateware in ``hw/`` (``sparsemac.hw.Engine(...).timing``,
-    whose FIFO depth is a build parameter); docs/engine.md section 4.1 derives each from the
-    pipeline.
+    The defaults are those of the default engine build in ``hw/``
+    (``sparsemac.hw.Engine().timing``; ``fifo_depth`` and ``lanes_per_output_stage`` follow
+    build parameters); docs/engine.md section 4.1 derives each from the pipeline.
 
     Attributes
     ----------
@@ -36,7 +36,7 @@ class EngineTiming:
     lanes_per_output_stage : lanes that share one output stage; a layer's output walk
         takes this many cycles per slot
     """
-    fifo_depth: int = 4
+    fifo_depth: int = 8
     broadcast_latency: int = 5
     mac_latency: int = 9
     output_latency: int = 8

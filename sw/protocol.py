@@ -98,6 +98,12 @@ class BuildInfo:
 
     _FORMAT = "<BBBBBBBBBIIIIIBBBBB"
 
+    def __post_init__(self):
+        # INFO carries D once: the timing's and the build's must be the same number.
+        if self.timing.fifo_depth != self.fifo_depth:
+            raise ValueError(f"FIFO depth {self.fifo_depth} differs from the timing's "
+                             f"{self.timing.fifo_depth}")
+
     def to_bytes(self) -> bytes:
         t = self.timing
         return struct.pack(self._FORMAT, self.version, self.lanes, self.weight_bits,

@@ -142,7 +142,8 @@ def test_cli(demo, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(module, "run_demo",
                         lambda output, **kw: calls.append((output, kw)) or demo)
     assert main(["demo", "--quick", "-o", str(tmp_path), "--lanes", "4", "--no-engine"]) == 0
-    assert calls == [(str(tmp_path), {"quick": True, "lanes": 4, "engine": None})]
+    assert calls == [(str(tmp_path),
+                      {"quick": True, "lanes": 4, "engine": None, "timing": None})]
     out = capsys.readouterr().out
     assert "small-90" in out and "n/a (not yet available)" in out and "results.json" in out
 

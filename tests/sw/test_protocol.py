@@ -16,7 +16,8 @@ from sparsemac.sw.quantize import QuantLayer, QuantModel
 BUILD = proto.BuildInfo(lanes=4, weight_bits=8, activation_bits=8, accumulator_bits=32,
                         max_run_bits=4, word_bits=16, fifo_depth=4, entry_words=256,
                         pointer_depth=256, slot_depth=64, bank_depth=32, layer_depth=4,
-                        pointer_bits=10, timing=EngineTiming(lanes_per_output_stage=2))
+                        pointer_bits=10, timing=EngineTiming(fifo_depth=4,
+                                                               lanes_per_output_stage=2))
 
 
 def model(seed=0, shapes=((12, 10), (5, 12)), density=0.4, weight_bits=8):
@@ -37,6 +38,11 @@ def test_frame_layout():
     assert proto.read_output_command(300) == b"\xa5\x05\x04\x00\x00\x00\x2c\x01\x00\x00"
     with pytest.raises(ValueError, match="exceeds"):
         proto.frame(Opcode.WRITE, bytes(proto.MAX_PAYLOAD + 1))
+
+
+def test_build_info_holds_one_fifo_depth():
+    with pytest.raises(ValueError, match="FIFO depth 4 differs from the timing's 8"):
+        proto.BuildInfo(**{**BUILD.__dict__, "timing": EngineTiming(fifo_depth=8)})
 
 
 def test_build_info_round_trip():
