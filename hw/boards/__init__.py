@@ -103,6 +103,24 @@ def _constraints():
         return Path(__file__).resolve().parents[2] / "constraints"
 
 
+#: Memories in which a read never meets a write to its address, or whose logic does not use
+#: what such a read returns: the ones written over the load bus (only while the core is
+#: idle), the activation banks (a layer reads one buffer and writes the other) and the
+#: lanes' accumulators (an update's read that meets a write of the same slot takes the
+#: forwarded sum instead, hw/lane.py).
+NO_READ_MEETS_WRITE = ("bank*", "params", "layer_table", "pointers", "even", "odd",
+                       "accumulators")
+
+
+def _collision_x_mask(memories: tuple[str, ...]) -> tuple[str, ...]:
+    """Yosys commands telling it that a read of these memories in the cycle of a write to
+    the same address may return anything. Without them Yosys emulates Amaranth's
+    read-before-write (the old data) on block RAMs that do not declare it, with an address
+    compare and a bypass register per memory, on the memory's read path."""
+    return tuple(f"setparam -set COLLISION_X_MASK 1 t:$memrd_v2 r:MEMID=\\{memory} %i"
+                 for memory in memories)
+
+
 BOARDS: dict[str, Board] = {
     "icebreaker": Board(
         name="icebreaker", title="iCEBreaker", family="ice40", device="iCE40UP5K-SG48",
@@ -118,21 +136,16 @@ BOARDS: dict[str, Board] = {
         # Yosys re-encodes a state machine (one-hot) only if its state register has no
         # initial value, and Amaranth gives every FSM one. The reset state is 0, as an iCE40
         # flip-flop powers up, and the board top holds the design in reset after power-up.
-        # An iCE40 block RAM declares no read-during-write behaviour, so Yosys emulates
-        # Amaranth's (the old data) with an address compare and a bypass register. In the
-        # memories written over the load bus (only while the core is idle) and the activation
-        # banks (a layer reads one buffer and writes the other) a read never meets a write to
-        # its address: tell Yosys so (COLLISION_X_MASK) and it adds no such logic.
+        # The block RAMs' read-during-write: see NO_READ_MEETS_WRITE.
         synth_script=("setattr -unset init w:*fsm_state",
-                      *(f"setparam -set COLLISION_X_MASK 1 t:$memrd_v2 r:MEMID=\\{memory} %i"
-                        for memory in ("bank*", "params", "layer_table", "pointers", "even",
-                                       "odd"))),
+                      *_collision_x_mask(NO_READ_MEETS_WRITE)),
         module="icebreaker"),
     "ulx3s-85f": Board(
         name="ulx3s-85f", title="ULX3S-85F", family="ecp5", device="LFE5U-85F-6BG381C",
         oscillator=25e6, frequency=100e6, baudrate=3_000_000,
         params=EngineParameters(lanes=16, entry_words=1024, pointer_depth=512, slot_depth=64,
                                 bank_depth=64, layer_depth=8, fifo_depth=4),
+        synth_script=_collision_x_mask(NO_READ_MEETS_WRITE),
         nextpnr_args=("--85k", "--package", "CABGA381", "--speed", "6"), module="ulx3s"),
 }
 

@@ -49,6 +49,10 @@ def test_small_engine_places_and_routes(tmp_path, capsys, board, expect):
     assert report.timing_met in (True, False)
     for log in ("yosys.log", "nextpnr.log", "nextpnr-report.json", "build.json"):
         assert (tmp_path / "build" / log).is_file(), log
+    # The board's synth_script reached Yosys: no memory's read path carries read-during-write
+    # emulation (NO_READ_MEETS_WRITE names every memory that would).
+    synthesis = (tmp_path / "build" / "yosys.log").read_text()
+    assert "emulate_read_first" not in synthesis and "emulate_transparency" not in synthesis
     recorded = json.loads((tmp_path / "build" / "build.json").read_text())
     assert recorded["report"]["stage"] == "pnr" and recorded["params"]["lanes"] == 1
     # The same design from the command line, another seed: the synthesis is reused.
