@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from sparsemac.hw import Engine, EngineParameters
@@ -39,7 +41,7 @@ def test_engine_construction():
     engine = Engine(lanes=3, fifo_depth=6)
     assert engine.params == EngineParameters(lanes=3, fifo_depth=6)
     assert engine.timing == EngineTiming(fifo_depth=10, broadcast_latency=5, mac_latency=9,
-                                         output_latency=8, layer_overhead=5)
+                                         output_latency=9, layer_overhead=5)
     assert engine.build_info.lanes == 3
     shared = Engine(lanes=6, lanes_per_output_stage=3)
     assert shared.params.output_stages == 2
@@ -48,3 +50,12 @@ def test_engine_construction():
     assert set(engine.signature.members) == {"i", "o"}
     with pytest.raises(TypeError, match="not both"):
         Engine(EngineParameters(), lanes=2)
+
+
+def test_default_timing_is_the_default_build():
+    # run_golden without a timing (the CLI's golden, the demo without an engine) predicts
+    # the default build; a deeper FIFO changes D and only D.
+    assert Engine(EngineParameters()).timing == EngineTiming()
+    deeper = Engine(EngineParameters(fifo_depth=8)).timing
+    assert deeper.fifo_depth == EngineTiming().fifo_depth + 4
+    assert replace(deeper, fifo_depth=EngineTiming().fifo_depth) == EngineTiming()
