@@ -93,7 +93,7 @@ class OutputStage(wiring.Component):
         })
 
     #: Cycles from issuing a slot to its output on ``o``.
-    LATENCY = 8
+    LATENCY = 9
 
     @property
     def latency(self) -> int:
@@ -163,21 +163,38 @@ class OutputStage(wiring.Component):
             s2_shift.eq(r_row.shift),
         ]
 
-        # Cycle +4: the exact product.
+        # Cycle +4: two partial products, each one hardware multiplier wide (the sum's low
+        # bits unsigned, its high bits signed), registered; cycle +5: the exact product. A
+        # 33 x 16 product in one cycle is two multipliers and their carry chain back to back.
+        low_bits = len(s2_sum) // 2 + 1
+        p_valid = Signal()
+        p_slot = Signal.like(self.slot)
+        p_lane = Signal.like(self.lane)
+        p_low = Signal(unsigned(low_bits + MULTIPLIER_BITS))
+        p_high = Signal(signed(len(s2_sum) - low_bits + MULTIPLIER_BITS + 1))
+        p_shift = Signal(6)
+        m.d.sync += [
+            p_valid.eq(s2_valid),
+            p_slot.eq(s2_slot),
+            p_lane.eq(s2_lane),
+            p_low.eq(s2_sum[:low_bits] * s2_multiplier),
+            p_high.eq(s2_sum[low_bits:].as_signed() * s2_multiplier),
+            p_shift.eq(s2_shift),
+        ]
         s3_valid = Signal()
         s3_slot = Signal.like(self.slot)
         s3_lane = Signal.like(self.lane)
         s3_product = Signal(signed(p.accumulator_bits + 1 + MULTIPLIER_BITS + 1))
         s3_shift = Signal(6)
         m.d.sync += [
-            s3_valid.eq(s2_valid),
-            s3_slot.eq(s2_slot),
-            s3_lane.eq(s2_lane),
-            s3_product.eq(s2_sum * s2_multiplier),
-            s3_shift.eq(s2_shift),
+            s3_valid.eq(p_valid),
+            s3_slot.eq(p_slot),
+            s3_lane.eq(p_lane),
+            s3_product.eq((p_high << low_bits) + p_low),
+            s3_shift.eq(p_shift),
         ]
 
-        # Cycles +5 and +6: shift, then round half up. For shift > 0,
+        # Cycles +6 and +7: shift, then round half up. For shift > 0,
         # (x + 2**(s-1)) >> s == ((x >> (s-1)) + 1) >> 1, which needs no 64-bit rounding term.
         width = s3_product.shape().width
         sh_valid = Signal()
@@ -204,7 +221,7 @@ class OutputStage(wiring.Component):
         m.d.sync += [s4_valid.eq(sh_valid), s4_slot.eq(sh_slot), s4_lane.eq(sh_lane),
                      s4_scaled.eq(scaled)]
 
-        # Cycle +7: clamp (ReLU is a clamp at 0). The value fits the activation width when
+        # Cycle +8: clamp (ReLU is a clamp at 0). The value fits the activation width when
         # its bits from the activation's sign bit up are all equal: a wide AND and OR, not a
         # comparison along a 50-bit carry chain.
         lo, hi = signed_range(p.activation_bits)
