@@ -125,9 +125,9 @@ BOARDS: dict[str, Board] = {
     "icebreaker": Board(
         name="icebreaker", title="iCEBreaker", family="ice40", device="iCE40UP5K-SG48",
         oscillator=12e6, frequency=42e6, baudrate=3_000_000,
-        # One lane: each takes 4 of the 8 SB_MAC16 and about 1,150 of the 5,280 logic cells
-        # besides the ~3,300 of the command processor, core and link; 2 lanes need 112% of
-        # the logic cells (docs/fpga.md).
+        # One lane: a lane takes 1 of the 8 SB_MAC16 and about 1,700 of the 5,280 logic
+        # cells besides the ~3,200 of the command processor, core, output stage and link;
+        # 2 lanes do not fit (docs/fpga.md).
         params=EngineParameters(lanes=1, entry_words=256, pointer_depth=256, slot_depth=64,
                                 bank_depth=32, layer_depth=4, fifo_depth=4),
         # Its 5,280 logic cells and 8 multipliers hold one output stage, not one per lane.
