@@ -61,10 +61,10 @@ def golden_utilisation(params: EngineParameters, *, size: int = 1024, sparsity: 
     return float(run_golden(image, x, core_timing(params)).utilisation.mean())
 
 
-def measure(board_name: str, lanes: int, seeds: list[int], stage: str, output: Path,
-            say) -> dict:
+def measure(board_name: str, params: EngineParameters, seeds: list[int], stage: str,
+            output: Path, say) -> dict:
     board = get_board(board_name)
-    params = board.engine_parameters(lanes=lanes)
+    lanes = params.lanes
     directory = output / f"{board_name}-{lanes}"
     entry: dict = {"board": board_name, "lanes": lanes, "params": params.__dict__,
                    "target_mhz": board.frequency / 1e6, "seeds": {}}
@@ -132,9 +132,10 @@ def main(argv=None) -> int:
                "seeds": list(range(1, args.seeds + 1)), "stage": args.stage, "builds": []}
     for board in args.board or list(SWEEP):
         for lanes in args.lanes or SWEEP[board]:
-            entry = measure(board, lanes, results["seeds"], args.stage, output, say)
+            params = get_board(board).engine_parameters(lanes=lanes)
+            entry = measure(board, params, results["seeds"], args.stage, output, say)
             # The build's own cycle model: a shared output stage walks lanes x slots.
-            utilisation = golden_utilisation(get_board(board).engine_parameters(lanes=lanes))
+            utilisation = golden_utilisation(params)
             entry["utilisation"] = utilisation
             if "fmax_mhz" in entry:
                 entry["useful_macs_per_second"] = (utilisation * lanes

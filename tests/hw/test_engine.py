@@ -273,4 +273,3 @@ def test_edge_cases_over_bytes():
                      np.array([0, 0, 1, 16]), False, 8)
     inputs = [np.full(5, -128), np.full(5, 127), np.zeros(5, dtype=np.int64)]
     check_model(params, [zero, one], inputs, 41, run_bits=1, balance=False)
-
