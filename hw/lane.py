@@ -36,8 +36,8 @@ class Lane(wiring.Component):
     consecutive updates of the same slot never stall.
 
     Pipeline. Fetch (cycle ``B`` is the cycle ``i`` accepts a column): ``B+1`` pointer read,
-    ``B+2`` pointers registered, ``B+3`` entry count, FIFO write; the FIFO shows the column
-    in ``B+4``. Take (cycle ``P``): ``P+1`` first entry times entry width in two halves
+    ``B+2`` pointers registered, ``B+3`` entry count and flags, ``B+4`` FIFO write; the FIFO
+    shows the column in ``B+5``. Take (cycle ``P``): ``P+1`` first entry times entry width in two halves
     (shift and add: the lane's only multiplier is the product), ``P+2`` their sum, the first bit
     position, ``P+3 ..`` one entry address per cycle; +1 the two words registered, +2 the
     entry's bits, +3 field extraction, +4 slot, +5 accumulator read and product, +6 read data
@@ -70,14 +70,14 @@ class Lane(wiring.Component):
         Host writes of the pointer memory and of entry word ``addr``.
 
     Latency and back-pressure: a column accepted in ``B`` is taken at the earliest in
-    ``B + 4`` (:attr:`FETCH_CYCLES`). A column taken in ``P`` with ``n`` entries keeps the
+    ``B + 5`` (:attr:`FETCH_CYCLES`). A column taken in ``P`` with ``n`` entries keeps the
     lane until ``P + max(1, n)``, when it may take the next, so a lane retires one entry per
     cycle in steady state and a column with no entries costs one cycle. The last accumulator write lands
     :attr:`DRAIN_CYCLES` cycles after the lane becomes free; a read in the next cycle sees it.
     """
 
     #: Cycles from accepting a column on ``i`` to the first cycle it may be taken.
-    FETCH_CYCLES = 4
+    FETCH_CYCLES = 5
     #: Cycles from the lane going free to its last accumulator write (inclusive).
     DRAIN_CYCLES = 9
 
@@ -163,9 +163,9 @@ class Lane(wiring.Component):
             slots.eq(self.slots),
         ]
 
-        # -- Pointer fetch, ahead of the FIFO (cycles B .. B+3) ------------------------------
+        # -- Pointer fetch, ahead of the FIFO (cycles B .. B+4) ------------------------------
         # The sender's credits keep the columns accepted and not yet taken within the FIFO's
-        # depth, so it never overflows although its writes land three cycles after acceptance.
+        # depth, so it never overflows although its writes land four cycles after acceptance.
         take = Signal()
         f1_valid = Signal()
         f1_column = Signal.like(self.i.payload.column)
@@ -186,8 +186,10 @@ class Lane(wiring.Component):
         m.d.sync += [f3_valid.eq(f2_valid), f3_x.eq(f2_x),
                      f3_start.eq(pointer_start.data), f3_end.eq(pointer_end.data)]
 
-        # What the take decides from is computed here, ahead of the FIFO: whether the column
-        # has entries, whether it keeps the lane one cycle only, and the cycles after the first.
+        # What the take decides from is computed here, ahead of the FIFO, and registered
+        # before the FIFO's write (B+4): whether the column has entries, whether it keeps the
+        # lane one cycle only, and the cycles after the first. Writing the FIFO straight from
+        # the comparison and subtractions was each lane's longest path on the ECP5.
         fetched = data.StructLayout({
             "start": unsigned(p.pointer_bits),
             "count": unsigned(p.pointer_bits),
@@ -196,15 +198,9 @@ class Lane(wiring.Component):
             "single": unsigned(1),
             "x": signed(p.activation_bits),
         })
-        m.submodules.fifo = fifo = SyncFIFO(width=fetched.size, depth=self._capacity)
         f3_out = Signal(fetched)
-        m.d.comb += [
-            f3_out.start.eq(f3_start),
-            f3_out.x.eq(f3_x),
-            fifo.w_en.eq(f3_valid),
-            fifo.w_data.eq(f3_out),
-        ]
         f3_rest = Signal(p.pointer_bits)
+        m.d.comb += [f3_out.start.eq(f3_start), f3_out.x.eq(f3_x)]
         with m.If(f3_end > f3_start):
             m.d.comb += [
                 f3_out.count.eq(f3_end - f3_start),
@@ -212,6 +208,11 @@ class Lane(wiring.Component):
                 f3_out.entries.eq(1),
             ]
         m.d.comb += [f3_out.rest.eq(f3_rest), f3_out.single.eq(f3_rest == 0)]
+        f4_valid = Signal()
+        f4_out = Signal(fetched)
+        m.d.sync += [f4_valid.eq(f3_valid), f4_out.eq(f3_out)]
+        m.submodules.fifo = fifo = SyncFIFO(width=fetched.size, depth=self._capacity)
+        m.d.comb += [fifo.w_en.eq(f4_valid), fifo.w_data.eq(f4_out)]
         head = Signal(fetched)
         m.d.comb += head.eq(fifo.r_data)
 
@@ -237,7 +238,7 @@ class Lane(wiring.Component):
             m.d.sync += left.eq(left - 1)
         with m.Else():
             m.d.comb += free_next.eq(free)
-        m.d.comb += queued_next.eq(f3_valid | (fifo.r_level > take))
+        m.d.comb += queued_next.eq(f4_valid | (fifo.r_level > take))
         m.d.sync += [free.eq(free_next), take.eq(free_next & queued_next)]
 
         entry_bits = Signal(range(2 * 16 + 1))
