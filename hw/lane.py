@@ -188,12 +188,11 @@ class Lane(wiring.Component):
 
         # What the take decides from is computed here, ahead of the FIFO, and registered
         # before the FIFO's write (B+4): whether the column has entries, whether it keeps the
-        # lane one cycle only, and the cycles after the first. Writing the FIFO straight from
-        # the comparison and subtractions was each lane's longest path on the ECP5.
+        # lane one cycle only. Writing the FIFO straight from the comparison and subtractions
+        # was each lane's longest path on the ECP5.
         fetched = data.StructLayout({
             "start": unsigned(p.pointer_bits),
             "count": unsigned(p.pointer_bits),
-            "rest": unsigned(p.pointer_bits),
             "entries": unsigned(1),
             "single": unsigned(1),
             "x": signed(p.activation_bits),
@@ -207,7 +206,7 @@ class Lane(wiring.Component):
                 f3_rest.eq(f3_end + ~f3_start),     # end - start - 1, one adder
                 f3_out.entries.eq(1),
             ]
-        m.d.comb += [f3_out.rest.eq(f3_rest), f3_out.single.eq(f3_rest == 0)]
+        m.d.comb += f3_out.single.eq(f3_rest == 0)
         f4_valid = Signal()
         f4_out = Signal(fetched)
         m.d.sync += [f4_valid.eq(f3_valid), f4_out.eq(f3_out)]
@@ -229,12 +228,13 @@ class Lane(wiring.Component):
             self.take.eq(take),
             self.free.eq(free),
         ]
-        # A take finds left at zero: the lane was free.
+        # ``left`` counts a column's cycles down from n; the lane is free again after the
+        # cycle that sees 2 (a column of n <= 1 frees it at once, from its flag).
         with m.If(take):
             m.d.comb += free_next.eq(head.single)
-            m.d.sync += left.eq(head.rest)
-        with m.Elif(left != 0):
-            m.d.comb += free_next.eq(left == 1)
+            m.d.sync += left.eq(head.count)
+        with m.Elif(~free):
+            m.d.comb += free_next.eq(left == 2)
             m.d.sync += left.eq(left - 1)
         with m.Else():
             m.d.comb += free_next.eq(free)
