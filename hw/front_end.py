@@ -131,10 +131,14 @@ class FrontEnd(wiring.Component):
         picked = [Mux(lowest[lane], current[lane], 0) for lane in range(lanes)]
         m.d.comb += value.eq(functools.reduce(operator.or_, picked))
 
+        # Whether the current group is past the layer's last: a register, set as the front end
+        # moves on (group + 1 == groups), so the end test is not in the path of the decision
+        # to move on (on the UP5K it was, into the clock enable of ``following``).
+        past_end = Signal()
         scanning = Signal()
         m.d.comb += [
-            scanning.eq((phase == _Phase.SCAN) & (group != self.groups)),
-            self.done.eq((phase == _Phase.SCAN) & (group == self.groups)),
+            scanning.eq((phase == _Phase.SCAN) & ~past_end),
+            self.done.eq((phase == _Phase.SCAN) & past_end),
             self.o.valid.eq(scanning & ~empty),
             self.o.payload.column.eq(base + pick),
             self.o.payload.value.eq(value),
@@ -162,7 +166,8 @@ class FrontEnd(wiring.Component):
                          following_base.eq(0)]
         with m.Elif(phase == _Phase.PRIME):
             m.d.comb += self.rd_en.eq(1)
-            m.d.sync += [phase.eq(_Phase.LOAD), following.eq(self.rd_data)]
+            m.d.sync += [phase.eq(_Phase.LOAD), following.eq(self.rd_data),
+                         past_end.eq(self.groups == 0)]
         with m.Elif((phase == _Phase.LOAD) | advance):
             m.d.comb += [self.rd_en.eq(1), moving.eq(1)]
             m.d.sync += [
@@ -175,5 +180,6 @@ class FrontEnd(wiring.Component):
                 following_base.eq(following_base + lanes),
             ]
             with m.If(phase == _Phase.SCAN):
-                m.d.sync += [group.eq(group + 1), base.eq(base + lanes)]
+                m.d.sync += [group.eq(group + 1), base.eq(base + lanes),
+                             past_end.eq(group + 1 == self.groups)]
         return m
