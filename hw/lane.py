@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFO
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -37,7 +37,7 @@ class Lane(wiring.Component):
 
     Pipeline. Fetch (cycle ``B`` is the cycle ``i`` accepts a column): ``B+1`` pointer read,
     ``B+2`` pointers registered, ``B+3`` entry count and flags, ``B+4`` FIFO write; the FIFO
-    shows the column in ``B+5``. Take (cycle ``P``): ``P+1`` first entry times entry width in two halves
+    (its storage read synchronously, so a block RAM can hold it) shows the column in ``B+6``. Take (cycle ``P``): ``P+1`` first entry times entry width in two halves
     (shift and add: the lane's only multiplier is the product), ``P+2`` their sum, the first bit
     position, ``P+3 ..`` one entry address per cycle; +1 the two words registered, +2 the
     entry's bits, +3 field extraction, +4 slot, +5 accumulator read and product, +6 read data
@@ -70,14 +70,14 @@ class Lane(wiring.Component):
         Host writes of the pointer memory and of entry word ``addr``.
 
     Latency and back-pressure: a column accepted in ``B`` is taken at the earliest in
-    ``B + 5`` (:attr:`FETCH_CYCLES`). A column taken in ``P`` with ``n`` entries keeps the
+    ``B + 6`` (:attr:`FETCH_CYCLES`). A column taken in ``P`` with ``n`` entries keeps the
     lane until ``P + max(1, n)``, when it may take the next, so a lane retires one entry per
     cycle in steady state and a column with no entries costs one cycle. The last accumulator write lands
     :attr:`DRAIN_CYCLES` cycles after the lane becomes free; a read in the next cycle sees it.
     """
 
     #: Cycles from accepting a column on ``i`` to the first cycle it may be taken.
-    FETCH_CYCLES = 5
+    FETCH_CYCLES = 6
     #: Cycles from the lane going free to its last accumulator write (inclusive).
     DRAIN_CYCLES = 9
 
@@ -130,16 +130,25 @@ class Lane(wiring.Component):
             pointer_wr.data.eq(self.pointer_w.data),
         ]
 
+        # Each entry memory has one address, the host's while it loads and the decoder's
+        # otherwise (loading and computing never overlap), and no read while it is written:
+        # what a single-port RAM needs, so Yosys can map them to the UP5K's SPRAM.
         half = p.entry_words // 2
         m.submodules.even = even = Memory(shape=word_bits, depth=half, init=[])
         m.submodules.odd = odd = Memory(shape=word_bits, depth=half, init=[])
         even_wr, odd_wr = even.write_port(), odd.write_port()
         even_rd, odd_rd = even.read_port(), odd.read_port()
+        even_addr = Signal.like(even_rd.addr)
+        odd_addr = Signal.like(odd_rd.addr)
         m.d.comb += [
             even_wr.en.eq(self.entry_w.en & ~self.entry_w.addr[0]),
             odd_wr.en.eq(self.entry_w.en & self.entry_w.addr[0]),
-            even_wr.addr.eq(self.entry_w.addr >> 1),
-            odd_wr.addr.eq(self.entry_w.addr >> 1),
+            even_wr.addr.eq(even_addr),
+            odd_wr.addr.eq(odd_addr),
+            even_rd.addr.eq(even_addr),
+            odd_rd.addr.eq(odd_addr),
+            even_rd.en.eq(~even_wr.en),
+            odd_rd.en.eq(~odd_wr.en),
             even_wr.data.eq(self.entry_w.data),
             odd_wr.data.eq(self.entry_w.data),
         ]
@@ -210,15 +219,16 @@ class Lane(wiring.Component):
         f4_valid = Signal()
         f4_out = Signal(fetched)
         m.d.sync += [f4_valid.eq(f3_valid), f4_out.eq(f3_out)]
-        m.submodules.fifo = fifo = SyncFIFO(width=fetched.size, depth=self._capacity)
+        m.submodules.fifo = fifo = SyncFIFOBuffered(width=fetched.size, depth=self._capacity)
         m.d.comb += [fifo.w_en.eq(f4_valid), fifo.w_data.eq(f4_out)]
         head = Signal(fetched)
         m.d.comb += head.eq(fifo.r_data)
 
         # -- Take a column (cycle P): it keeps the lane for max(1, n) cycles -----------------
         # ``take`` (the FIFO holds a column and the lane is free) is a register, decided a
-        # cycle ahead from the FIFO's level, its write and the lane's next ``free``: it drives
-        # the FIFO, the lane and the broadcast's credits, and no memory read reaches it.
+        # cycle ahead from the FIFO's level (which counts a column a cycle before the FIFO
+        # shows it) and the lane's next ``free``: it drives the FIFO, the lane and the
+        # broadcast's credits, and no memory read reaches it.
         free = Signal(init=1)
         left = Signal(p.pointer_bits)
         free_next = Signal()
@@ -238,7 +248,7 @@ class Lane(wiring.Component):
             m.d.sync += left.eq(left - 1)
         with m.Else():
             m.d.comb += free_next.eq(free)
-        m.d.comb += queued_next.eq(f4_valid | (fifo.r_level > take))
+        m.d.comb += queued_next.eq(fifo.r_level > take)
         m.d.sync += [free.eq(free_next), take.eq(free_next & queued_next)]
 
         entry_bits = Signal(range(2 * 16 + 1))
@@ -291,11 +301,11 @@ class Lane(wiring.Component):
             ]
 
         word = Signal(p.bit_address_bits + 1 - word_shift)
-        m.d.comb += [
-            word.eq(gen_bit >> word_shift),
-            even_rd.addr.eq((word + 1) >> 1),
-            odd_rd.addr.eq(word >> 1),
-        ]
+        m.d.comb += word.eq(gen_bit >> word_shift)
+        with m.If(self.entry_w.en):
+            m.d.comb += [even_addr.eq(self.entry_w.addr >> 1), odd_addr.eq(self.entry_w.addr >> 1)]
+        with m.Else():
+            m.d.comb += [even_addr.eq((word + 1) >> 1), odd_addr.eq(word >> 1)]
         e1_valid = Signal()
         e1_offset = Signal(range(word_bits))
         e1_odd = Signal()

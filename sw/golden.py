@@ -36,8 +36,8 @@ class EngineTiming:
     lanes_per_output_stage : lanes that share one output stage; a layer's output walk
         takes this many cycles per slot
     """
-    fifo_depth: int = 9
-    broadcast_latency: int = 6
+    fifo_depth: int = 10
+    broadcast_latency: int = 7
     mac_latency: int = 9
     output_latency: int = 9
     layer_overhead: int = 5

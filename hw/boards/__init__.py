@@ -121,6 +121,17 @@ def _collision_x_mask(memories: tuple[str, ...]) -> tuple[str, ...]:
                  for memory in memories)
 
 
+#: The lane's entry memories: one address, no read while written (hw/lane.py), never read
+#: where the host has not written. Yosys maps a memory to the UP5K's SPRAM only without
+#: initial contents, which Amaranth always gives (zeros).
+SINGLE_PORT = ("even", "odd")
+
+
+def _no_initial_contents(memories: tuple[str, ...]) -> tuple[str, ...]:
+    """Yosys commands removing these memories' initial contents."""
+    return tuple(f"delete t:$meminit_v2 r:MEMID=\\{memory} %i" for memory in memories)
+
+
 BOARDS: dict[str, Board] = {
     "icebreaker": Board(
         name="icebreaker", title="iCEBreaker", family="ice40", device="iCE40UP5K-SG48",
@@ -128,17 +139,18 @@ BOARDS: dict[str, Board] = {
         # One lane: a lane takes 1 of the 8 SB_MAC16 and about 1,700 of the 5,280 logic
         # cells besides the ~3,200 of the command processor, core, output stage and link;
         # 2 lanes do not fit (docs/fpga.md).
-        params=EngineParameters(lanes=1, entry_words=256, pointer_depth=256, slot_depth=64,
+        params=EngineParameters(lanes=1, entry_words=32768, pointer_depth=256, slot_depth=64,
                                 bank_depth=32, layer_depth=4, fifo_depth=4),
         # Its 5,280 logic cells and 8 multipliers hold one output stage, not one per lane.
         shared_output_stage=True,
-        synth_opts=("-dsp",), nextpnr_args=("--up5k", "--package", "sg48"),
+        synth_opts=("-dsp", "-spram"), nextpnr_args=("--up5k", "--package", "sg48"),
         # Yosys re-encodes a state machine (one-hot) only if its state register has no
         # initial value, and Amaranth gives every FSM one. The reset state is 0, as an iCE40
         # flip-flop powers up, and the board top holds the design in reset after power-up.
         # The block RAMs' read-during-write: see NO_READ_MEETS_WRITE.
         synth_script=("setattr -unset init w:*fsm_state",
-                      *_collision_x_mask(NO_READ_MEETS_WRITE)),
+                      *_collision_x_mask(NO_READ_MEETS_WRITE),
+                      *_no_initial_contents(SINGLE_PORT)),
         module="icebreaker"),
     "ulx3s-85f": Board(
         name="ulx3s-85f", title="ULX3S-85F", family="ecp5", device="LFE5U-85F-6BG381C",
