@@ -118,7 +118,9 @@ class CommandProcessor(wiring.Component):
         act_bytes = p.activation_bits // 8
         byte = self.i.payload
 
-        opcode = Signal(8)
+        # The opcode in three bits, 0 for one the protocol does not define (the defined ones
+        # are 1 to 7): every decision that switches on it decodes three bits, not eight.
+        opcode = Signal(3)
         length = Signal(32)
         remaining = Signal(range(MAX_PAYLOAD + 1))
         done = Signal()                            # remaining == 0, kept as a register
@@ -247,7 +249,8 @@ class CommandProcessor(wiring.Component):
         writes_layer = Signal()                    # target == LAYER, registered
 
         # Checks of RUN and READ_OUTPUT, registered from the collected item: the item is whole
-        # in Collect's last cycle, so they are ready in Execute.
+        # in Collect's last cycle, so they are ready in Judge, and their verdict (the status
+        # to answer, OK to go on) in Execute.
         first, count = item[0:8], item[8:16]
         run_range_bad = Signal()
         run_missing = Signal()
@@ -262,22 +265,56 @@ class CommandProcessor(wiring.Component):
             run_missing.eq(missing),
             output_count_bad.eq(output_count > result_count),
         ]
-        # Checks of the length, registered in the Measure state: above MAX_PAYLOAD, or not
-        # what the opcode allows.
+        verdict = Signal(8)
+        with m.Switch(opcode):
+            with m.Case(Opcode.RUN):
+                with m.If(run_range_bad):
+                    m.d.sync += verdict.eq(Status.BAD_VALUE)
+                with m.Elif(run_missing):
+                    m.d.sync += verdict.eq(Status.NOT_LOADED)
+                with m.Elif(~has_input):
+                    m.d.sync += verdict.eq(Status.NO_INPUT)
+                with m.Else():
+                    m.d.sync += verdict.eq(Status.OK)
+            with m.Case(Opcode.READ_OUTPUT):
+                with m.If(~has_result):
+                    m.d.sync += verdict.eq(Status.NO_RESULT)
+                with m.Elif(output_count_bad):
+                    m.d.sync += verdict.eq(Status.BAD_ADDRESS)
+                with m.Else():
+                    m.d.sync += verdict.eq(Status.OK)
+            with m.Default():
+                m.d.sync += verdict.eq(Status.OK)
+        # Checks of the length, in two registered steps: each comparison on its own (in the
+        # Measure state), then what the opcode allows (in Check), so that no step chains a
+        # 32-bit comparison into the opcode's choice. Above MAX_PAYLOAD is answered at once.
         length_big = Signal()
         length_zero = Signal()
+        length_two = Signal()
+        length_four = Signal()
+        input_fits = Signal()
+        header_fits = Signal()
         length_bad = Signal()
-        m.d.sync += [length_big.eq(~_at_most(length, MAX_PAYLOAD)), length_zero.eq(length == 0)]
+        m.d.sync += [
+            length_big.eq(~_at_most(length, MAX_PAYLOAD)),
+            length_zero.eq(length == 0),
+            length_two.eq(length == 2),
+            length_four.eq(length == 4),
+            input_fits.eq(_at_most(length, lanes * p.bank_depth * act_bytes)
+                          & ~(length[0] & (act_bytes == 2))),
+            header_fits.eq(~_below(length, WRITE_HEADER)),
+        ]
         with m.Switch(opcode):
-            for op, expect in ((Opcode.INFO, 0), (Opcode.STATUS, 0), (Opcode.RESET, 0),
-                               (Opcode.RUN, 2), (Opcode.READ_OUTPUT, 4)):
-                with m.Case(op):
-                    m.d.sync += length_bad.eq(length != expect)
+            with m.Case(Opcode.INFO, Opcode.STATUS, Opcode.RESET):
+                m.d.sync += length_bad.eq(~length_zero)
+            with m.Case(Opcode.RUN):
+                m.d.sync += length_bad.eq(~length_two)
+            with m.Case(Opcode.READ_OUTPUT):
+                m.d.sync += length_bad.eq(~length_four)
             with m.Case(Opcode.WRITE_INPUT):
-                m.d.sync += length_bad.eq(~_at_most(length, lanes * p.bank_depth * act_bytes)
-                                          | (length[0] & (act_bytes == 2)))
+                m.d.sync += length_bad.eq(~input_fits)
             with m.Case(Opcode.WRITE):
-                m.d.sync += length_bad.eq(_below(length, WRITE_HEADER))
+                m.d.sync += length_bad.eq(~header_fits)
 
         # -- Reply bytes --------------------------------------------------------------------
         info = self._info.to_bytes()
@@ -310,14 +347,16 @@ class CommandProcessor(wiring.Component):
                     m.next = "Opcode"
             with m.State("Opcode"):
                 with m.If(take_byte()):
-                    m.d.sync += [opcode.eq(byte), index.eq(0)]
+                    m.d.sync += [opcode.eq(Mux(byte < 8, byte[:3], 0)), index.eq(0)]
                     m.next = "Length"
             with m.State("Length"):
                 with m.If(take_byte()):
                     m.d.sync += [length.word_select(index[:2], 8).eq(byte), index.eq(index + 1)]
                     with m.If(index == 3):
                         m.next = "Measure"
-            with m.State("Measure"):                    # the length's checks are registered
+            with m.State("Measure"):                    # the length's comparisons are registered
+                m.next = "Check"
+            with m.State("Check"):                      # and what the opcode allows
                 m.next = "Dispatch"
             with m.State("Dispatch"):
                 m.d.sync += [index.eq(0), status.eq(Status.OK)]
@@ -348,10 +387,12 @@ class CommandProcessor(wiring.Component):
             with m.State("Collect"):
                 m.d.comb += self.i.ready.eq(~done)
                 with m.If(done):
-                    m.next = "Execute"
+                    m.next = "Judge"
                 with m.Elif(self.i.valid):
                     m.d.sync += [item.word_select(index[:5], 8).eq(byte), index.eq(index + 1)]
                     count_byte()
+            with m.State("Judge"):                      # the item's checks are registered
+                m.next = "Execute"
 
             with m.State("Execute"):
                 with m.Switch(opcode):
@@ -363,12 +404,8 @@ class CommandProcessor(wiring.Component):
                         m.d.sync += [core.core_clear.eq(1), has_input.eq(0), has_result.eq(0)]
                         m.next = "CoreStart"
                     with m.Case(Opcode.RUN):
-                        with m.If(run_range_bad):
-                            respond(Status.BAD_VALUE)
-                        with m.Elif(run_missing):
-                            respond(Status.NOT_LOADED)
-                        with m.Elif(~has_input):
-                            respond(Status.NO_INPUT)
+                        with m.If(verdict != Status.OK):
+                            respond(verdict)
                         with m.Else():
                             m.d.sync += [core.core_start.eq(1),
                                          core.core_first_layer.eq(first),
@@ -378,10 +415,8 @@ class CommandProcessor(wiring.Component):
                                 m.d.sync += has_input.eq(0)
                             m.next = "CoreStart"
                     with m.Case(Opcode.READ_OUTPUT):
-                        with m.If(~has_result):
-                            respond(Status.NO_RESULT)
-                        with m.Elif(output_count_bad):
-                            respond(Status.BAD_ADDRESS)
+                        with m.If(verdict != Status.OK):
+                            respond(verdict)
                         with m.Else():
                             m.d.sync += [to_send.eq(output_count), bank_lane.eq(0),
                                          bank_addr.eq(0), last_output.eq(output_count == 1)]
