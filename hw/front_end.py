@@ -99,8 +99,14 @@ class FrontEnd(wiring.Component):
         empty = Signal()
         last = Signal()
 
-        def at_most_one(bits):
-            return (bits & (bits - 1)) == 0
+        def ones_up_to_3(bits):
+            """How many bits are set, 3 for three or more: a tree of small adders, a few LUT
+            levels deep, where ``x & (x - 1)`` twice would chain two carry chains."""
+            if len(bits) == 1:
+                return bits
+            half = len(bits) // 2
+            total = ones_up_to_3(bits[:half]) + ones_up_to_3(bits[half:])
+            return Mux(total > 3, 3, total)[:2]
 
         # Which of the following group's columns are in the layer: a register, kept for the
         # following group's first column as it moves on (both candidates from registers).
@@ -149,7 +155,9 @@ class FrontEnd(wiring.Component):
             with m.If(empty | (self.o.ready & last)):
                 m.d.comb += advance.eq(1)
             with m.Elif(self.o.ready):
-                m.d.sync += [mask.eq(remaining), last.eq(at_most_one(remaining))]
+                # What is left after this transfer holds at most one nonzero if the mask now
+                # holds at most two.
+                m.d.sync += [mask.eq(remaining), last.eq(ones_up_to_3(mask) <= 2)]
 
         # Groups are read in order, so the read address is a register: a counter, group + 3
         # while scanning, back at zero between layers.
@@ -175,7 +183,7 @@ class FrontEnd(wiring.Component):
                 current.eq(following),
                 mask.eq(incoming),
                 empty.eq(incoming == 0),
-                last.eq(at_most_one(incoming)),
+                last.eq(ones_up_to_3(incoming) <= 1),
                 following.eq(self.rd_data),
                 following_base.eq(following_base + lanes),
             ]
