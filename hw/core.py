@@ -269,6 +269,15 @@ class Core(wiring.Component):
         out_lane = Signal(range(group))
         drain = Signal(range(timing.output_latency + 1))
         m.d.comb += table_rd.addr.eq(layer)
+        # Whether the sequencer is in Clear or in Output, as registers set and cleared with
+        # its transitions: they select every lane's accumulator read address, and decoding
+        # the state there put the sequencer's state register into the read address of all
+        # 16 lanes' block RAMs (the ULX3S build's critical path).
+        clearing = Signal()
+        walking = Signal()
+        for index, lane in enumerate(lane_blocks):
+            m.d.comb += [lane.out_en.eq(clearing | (walking & (out_lane == index % group))),
+                         lane.out_addr.eq(slot)]
 
         with m.If(~idle_before):
             m.d.sync += idle_cycles.eq(0)
@@ -289,14 +298,13 @@ class Core(wiring.Component):
                     ]
                     m.next = "Table"
                 with m.Elif(self.clear):
-                    m.d.sync += slot.eq(0)
+                    m.d.sync += [slot.eq(0), clearing.eq(1)]
                     m.next = "Clear"
             with m.State("Clear"):
                 m.d.comb += self.busy.eq(1)
-                for lane in lane_blocks:
-                    m.d.comb += [lane.out_en.eq(1), lane.out_addr.eq(slot)]
                 m.d.sync += slot.eq(slot + 1)
                 with m.If(slot == p.bank_depth - 1):
+                    m.d.sync += clearing.eq(0)
                     m.next = "Idle"
             with m.State("Table"):
                 m.d.comb += [self.busy.eq(1), running.eq(1)]
@@ -315,7 +323,7 @@ class Core(wiring.Component):
             with m.State("Compute"):
                 m.d.comb += [self.busy.eq(1), running.eq(1)]
                 with m.If(front_end.done & idle_before & (idle_cycles == timing.mac_latency - 1)):
-                    m.d.sync += [slot.eq(0), out_lane.eq(0)]
+                    m.d.sync += [slot.eq(0), out_lane.eq(0), walking.eq(1)]
                     m.next = "Output"
             with m.State("Output"):
                 # The walk: slot by slot, and within a slot lane by lane of each group, one
@@ -323,13 +331,10 @@ class Core(wiring.Component):
                 m.d.comb += [self.busy.eq(1), running.eq(1)]
                 for stage in stages:
                     m.d.comb += [stage.en.eq(1), stage.lane.eq(out_lane), stage.slot.eq(slot)]
-                for index, lane in enumerate(lane_blocks):
-                    m.d.comb += [lane.out_en.eq(out_lane == index % group),
-                                 lane.out_addr.eq(slot)]
                 with m.If(out_lane == group - 1):
                     m.d.sync += [out_lane.eq(0), slot.eq(slot + 1)]
                     with m.If(slot + 1 >= config.slots):
-                        m.d.sync += drain.eq(timing.output_latency - 1)
+                        m.d.sync += [drain.eq(timing.output_latency - 1), walking.eq(0)]
                         m.next = "Drain"
                 with m.Else():
                     m.d.sync += out_lane.eq(out_lane + 1)
