@@ -185,13 +185,17 @@ class OutputStage(wiring.Component):
         s3_slot = Signal.like(self.slot)
         s3_lane = Signal.like(self.lane)
         s3_product = Signal(signed(p.accumulator_bits + 1 + MULTIPLIER_BITS + 1))
-        s3_shift = Signal(6)
+        # The shifter's amount (shift - 1) and whether to shift, registered here rather than
+        # computed in the shifter's path (on the UP5K, the subtraction was its longest part).
+        s3_shift_less = Signal(6)
+        s3_shifts = Signal()
         m.d.sync += [
             s3_valid.eq(p_valid),
             s3_slot.eq(p_slot),
             s3_lane.eq(p_lane),
             s3_product.eq((p_high << low_bits) + p_low),
-            s3_shift.eq(p_shift),
+            s3_shift_less.eq(p_shift - 1),
+            s3_shifts.eq(p_shift != 0),
         ]
 
         # Cycles +6 and +7: shift, then round half up. For shift > 0,
@@ -206,8 +210,8 @@ class OutputStage(wiring.Component):
             sh_valid.eq(s3_valid),
             sh_slot.eq(s3_slot),
             sh_lane.eq(s3_lane),
-            sh_partial.eq(Mux(s3_shift == 0, s3_product, s3_product >> (s3_shift - 1)[:6])),
-            sh_round.eq(s3_shift != 0),
+            sh_partial.eq(Mux(s3_shifts, s3_product >> s3_shift_less, s3_product)),
+            sh_round.eq(s3_shifts),
         ]
         scaled = Signal(signed(width + 1))
         with m.If(sh_round):
