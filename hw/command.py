@@ -452,9 +452,12 @@ class CommandProcessor(wiring.Component):
             with m.State("WriteBytes"):
                 m.d.comb += self.i.ready.eq(~done)
                 with m.If(done):
-                    with m.If((index != 0) & (status == Status.OK)):
-                        m.d.sync += status.eq(Status.BAD_LENGTH)
-                    m.d.sync += [reply.eq(_Reply.WORD), reply_length.eq(4), reply_empty.eq(0),
+                    # A payload that ends inside an item is a bad length, unless the status
+                    # already says something worse: a choice of the status's next value, not
+                    # of whether it changes (on the UP5K, the latter was its longest path).
+                    partial = (index != 0) & (status == Status.OK)
+                    m.d.sync += [status.eq(Mux(partial, Status.BAD_LENGTH, status)),
+                                 reply.eq(_Reply.WORD), reply_length.eq(4), reply_empty.eq(0),
                                  payload_last.eq(3),
                                  reply_word.eq(written), index.eq(0)]
                     m.next = "ReplySync"
