@@ -65,3 +65,18 @@ def test_small_engine_places_and_routes(tmp_path, capsys, board, expect):
     again = json.loads(capsys.readouterr().out)
     assert again["seconds"]["yosys"] == 0.0 and again["seed"] == 2
     assert again["params"] == recorded["params"] and again["report"]["stage"] == "synth"
+
+
+def test_icebreaker_default_keeps_weights_in_spram(tmp_path):
+    """The UP5K's default build maps each lane's two entry memories to SPRAM (Yosys does so
+    only for a memory with one address, no read while written and no initial contents)."""
+    from sparsemac.hw.boards import get_board
+    from sparsemac.hw.boards.build import build
+
+    board = get_board("icebreaker")
+    params = board.engine_parameters()
+    result = build(board, params, directory=tmp_path / "build", stage="synth")
+    resources = {r.name: r.used for r in result.report.resources}
+    assert resources["SPRAM"] == 2 * params.lanes
+    # Each half of a lane's entry words fills one SB_SPRAM256KA (16,384 x 16 bits).
+    assert params.entry_words // 2 * params.word_bits == 16384 * 16
