@@ -136,9 +136,11 @@ BOARDS: dict[str, Board] = {
     "icebreaker": Board(
         name="icebreaker", title="iCEBreaker", family="ice40", device="iCE40UP5K-SG48",
         oscillator=12e6, frequency=42e6, baudrate=3_000_000,
-        # One lane: a lane takes 1 of the 8 SB_MAC16 and about 1,700 of the 5,280 logic
-        # cells besides the ~3,200 of the command processor, core, output stage and link;
-        # 2 lanes do not fit (docs/fpga.md).
+        # One lane: a lane takes 1 of the 8 SB_MAC16, two of the 4 SPRAMs (its 32,768 entry
+        # words), 9 of the 30 block RAMs (pointers, accumulators, FIFO) and 886 LUT4s and
+        # 714 flip-flops after synthesis, beside the command processor's 950 LUT4s and the
+        # core's, output stage's and link's ~1,100: of the 5,280 logic cells 2 lanes do not
+        # fit (docs/fpga.md).
         params=EngineParameters(lanes=1, entry_words=32768, pointer_depth=256, slot_depth=64,
                                 bank_depth=32, layer_depth=4, fifo_depth=4),
         # Its 5,280 logic cells and 8 multipliers hold one output stage, not one per lane.
@@ -157,7 +159,11 @@ BOARDS: dict[str, Board] = {
         oscillator=25e6, frequency=100e6, baudrate=3_000_000,
         params=EngineParameters(lanes=16, entry_words=1024, pointer_depth=512, slot_depth=64,
                                 bank_depth=64, layer_depth=8, fifo_depth=4),
-        synth_script=_collision_x_mask(NO_READ_MEETS_WRITE),
+        # One-hot state machines, as on the iCEBreaker (the ECP5's flip-flops also power up
+        # at 0): with binary-coded states the command processor's decoded state was the
+        # 16-lane build's critical path into the receive skid buffer.
+        synth_script=("setattr -unset init w:*fsm_state",
+                      *_collision_x_mask(NO_READ_MEETS_WRITE)),
         nextpnr_args=("--85k", "--package", "CABGA381", "--speed", "6"), module="ulx3s"),
 }
 
