@@ -256,17 +256,12 @@ class CommandProcessor(wiring.Component):
         run_missing = Signal()
         output_count = item[0:32]
         output_count_bad = Signal()
-        # first + count on the bits the layer table needs: with either above them the range
-        # is past the table anyway (and refused before a missing layer is reported).
-        table_bits = p.layer_depth.bit_length()
-        wide = (first[table_bits:] != 0) | (count[table_bits:] != 0)
-        end = first[:table_bits] + count[:table_bits]
         missing = Signal()
         for k in range(p.layer_depth):
-            with m.If((k >= first[:table_bits]) & (k < end) & ~layer_loaded[k]):
+            with m.If((k >= first) & (k < first + count) & ~layer_loaded[k]):
                 m.d.comb += missing.eq(1)
         m.d.sync += [
-            run_range_bad.eq((count == 0) | wide | (end > p.layer_depth)),
+            run_range_bad.eq((count == 0) | (first + count > p.layer_depth)),
             run_missing.eq(missing),
             output_count_bad.eq(output_count > result_count),
         ]
@@ -342,11 +337,6 @@ class CommandProcessor(wiring.Component):
                 m.d.sync += payload_byte.eq(word_bytes[index[:2]])
 
         core = self  # the core_* ports
-        # The core's busy, registered here: it is decoded from the core's sequencer state, and
-        # on the UP5K its route into this state machine's enables was the longest path. The
-        # pulses that start the core count as busy, so the cycle after one already waits.
-        core_busy = Signal()
-        m.d.sync += core_busy.eq(core.core_busy | core.core_start | core.core_clear)
         # The load bus is registered: a memory's write enable, address and data come straight
         # from registers, and each write lands in the cycle after the state that issues it.
         # So are the core's start and clear pulses.
@@ -452,10 +442,10 @@ class CommandProcessor(wiring.Component):
                 with m.Else():
                     m.next = "RunWait"
             with m.State("ResetWait"):
-                with m.If(~core_busy):
+                with m.If(~core.core_busy):
                     respond(Status.OK)
             with m.State("RunWait"):
-                with m.If(~core_busy):
+                with m.If(~core.core_busy):
                     m.d.sync += [has_result.eq(1), reply_word.eq(core.core_cycles)]
                     respond(Status.OK, _Reply.WORD, 4)
 
