@@ -93,7 +93,7 @@ class OutputStage(wiring.Component):
         })
 
     #: Cycles from issuing a slot to its output on ``o``.
-    LATENCY = 9
+    LATENCY = 11
 
     @property
     def latency(self) -> int:
@@ -163,9 +163,21 @@ class OutputStage(wiring.Component):
             s2_shift.eq(r_row.shift),
         ]
 
-        # Cycle +4: two partial products, each one hardware multiplier wide (the sum's low
-        # bits unsigned, its high bits signed), registered; cycle +5: the exact product. A
-        # 33 x 16 product in one cycle is two multipliers and their carry chain back to back.
+        # Cycle +4: the multipliers' operands registered again; +5: two partial products, each
+        # one hardware multiplier wide (the sum's low bits unsigned, its high bits signed),
+        # registered, and +6 registered again; +7: the exact product. A 33 x 16 product in
+        # one cycle is two multipliers and their carry chain back to back; and with one
+        # register on each side of a multiplier, the routes to and from the ECP5's DSP
+        # columns were the 16-lane build's critical path (a register each side more lets
+        # the placer put one beside the multiplier).
+        m_valid = Signal()
+        m_slot = Signal.like(self.slot)
+        m_lane = Signal.like(self.lane)
+        m_sum = Signal.like(s2_sum)
+        m_multiplier = Signal.like(s2_multiplier)
+        m_shift = Signal(6)
+        m.d.sync += [m_valid.eq(s2_valid), m_slot.eq(s2_slot), m_lane.eq(s2_lane),
+                     m_sum.eq(s2_sum), m_multiplier.eq(s2_multiplier), m_shift.eq(s2_shift)]
         low_bits = len(s2_sum) // 2 + 1
         p_valid = Signal()
         p_slot = Signal.like(self.slot)
@@ -174,13 +186,21 @@ class OutputStage(wiring.Component):
         p_high = Signal(signed(len(s2_sum) - low_bits + MULTIPLIER_BITS + 1))
         p_shift = Signal(6)
         m.d.sync += [
-            p_valid.eq(s2_valid),
-            p_slot.eq(s2_slot),
-            p_lane.eq(s2_lane),
-            p_low.eq(s2_sum[:low_bits] * s2_multiplier),
-            p_high.eq(s2_sum[low_bits:].as_signed() * s2_multiplier),
-            p_shift.eq(s2_shift),
+            p_valid.eq(m_valid),
+            p_slot.eq(m_slot),
+            p_lane.eq(m_lane),
+            p_low.eq(m_sum[:low_bits] * m_multiplier),
+            p_high.eq(m_sum[low_bits:].as_signed() * m_multiplier),
+            p_shift.eq(m_shift),
         ]
+        q_valid = Signal()
+        q_slot = Signal.like(self.slot)
+        q_lane = Signal.like(self.lane)
+        q_low = Signal.like(p_low)
+        q_high = Signal.like(p_high)
+        q_shift = Signal(6)
+        m.d.sync += [q_valid.eq(p_valid), q_slot.eq(p_slot), q_lane.eq(p_lane),
+                     q_low.eq(p_low), q_high.eq(p_high), q_shift.eq(p_shift)]
         s3_valid = Signal()
         s3_slot = Signal.like(self.slot)
         s3_lane = Signal.like(self.lane)
@@ -190,15 +210,15 @@ class OutputStage(wiring.Component):
         s3_shift_less = Signal(6)
         s3_shifts = Signal()
         m.d.sync += [
-            s3_valid.eq(p_valid),
-            s3_slot.eq(p_slot),
-            s3_lane.eq(p_lane),
-            s3_product.eq((p_high << low_bits) + p_low),
-            s3_shift_less.eq(p_shift - 1),
-            s3_shifts.eq(p_shift != 0),
+            s3_valid.eq(q_valid),
+            s3_slot.eq(q_slot),
+            s3_lane.eq(q_lane),
+            s3_product.eq((q_high << low_bits) + q_low),
+            s3_shift_less.eq(q_shift - 1),
+            s3_shifts.eq(q_shift != 0),
         ]
 
-        # Cycles +6 and +7: shift, then round half up. For shift > 0,
+        # Cycles +8 and +9: shift, then round half up. For shift > 0,
         # (x + 2**(s-1)) >> s == ((x >> (s-1)) + 1) >> 1, which needs no 64-bit rounding term.
         width = s3_product.shape().width
         sh_valid = Signal()
@@ -225,7 +245,7 @@ class OutputStage(wiring.Component):
         m.d.sync += [s4_valid.eq(sh_valid), s4_slot.eq(sh_slot), s4_lane.eq(sh_lane),
                      s4_scaled.eq(scaled)]
 
-        # Cycle +8: clamp (ReLU is a clamp at 0). The value fits the activation width when
+        # Cycle +10: clamp (ReLU is a clamp at 0). The value fits the activation width when
         # its bits from the activation's sign bit up are all equal: a wide AND and OR, not a
         # comparison along a 50-bit carry chain.
         lo, hi = signed_range(p.activation_bits)
