@@ -386,7 +386,8 @@ class Lane(wiring.Component):
 
         # -- Accumulator read and product (entry cycle + 5), read data and product registered
         # (+6), sum and write (+7). The read port is not transparent: the writes of the two
-        # cycles before the sum are forwarded.
+        # cycles before the sum are forwarded, the older one into the registered read data
+        # (so the sum's carry chain starts one 2:1 multiplexer after its registers).
         s5_valid = Signal()
         s5_slot = Signal(p.slot_bits)
         s5_product = Signal(signed(p.product_bits))
@@ -402,30 +403,21 @@ class Lane(wiring.Component):
         w1_en = Signal()
         w1_slot = Signal(p.slot_bits)
         w1_data = Signal(signed(p.accumulator_bits))
-        w2_data = Signal(signed(p.accumulator_bits))
         s6_hit1 = Signal()
-        s6_hit2 = Signal()
         m.d.sync += [
             s6_valid.eq(s5_valid),
             s6_slot.eq(s5_slot),
             s6_product.eq(s5_product),
-            s6_acc.eq(acc_rd.data),
-            # The write in this cycle (from s6) is the one before s5's sum; the write of
-            # the previous cycle (w1) is two before.
+            # The write in this cycle (from s6) is the one before s5's sum, forwarded in the
+            # next; the write of the previous cycle (w1) is two before, forwarded here.
             s6_hit1.eq(s6_valid & (s6_slot == s5_slot)),
-            s6_hit2.eq(w1_en & (w1_slot == s5_slot)),
+            s6_acc.eq(Mux(w1_en & (w1_slot == s5_slot), w1_data, acc_rd.data)),
         ]
         acc_in = Signal(signed(p.accumulator_bits))
-        with m.If(s6_hit1):
-            m.d.comb += acc_in.eq(w1_data)
-        with m.Elif(s6_hit2):
-            m.d.comb += acc_in.eq(w2_data)
-        with m.Else():
-            m.d.comb += acc_in.eq(s6_acc)
+        m.d.comb += acc_in.eq(Mux(s6_hit1, w1_data, s6_acc))
         total = Signal(signed(p.accumulator_bits))
         m.d.comb += total.eq(acc_in + s6_product)
-        m.d.sync += [w1_en.eq(s6_valid), w1_slot.eq(s6_slot), w1_data.eq(total),
-                     w2_data.eq(w1_data)]
+        m.d.sync += [w1_en.eq(s6_valid), w1_slot.eq(s6_slot), w1_data.eq(total)]
 
         clear_en = Signal()
         clear_addr = Signal(range(p.bank_depth))
