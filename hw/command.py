@@ -24,7 +24,7 @@ def build_info(params: EngineParameters, timing: EngineTiming) -> BuildInfo:
     return BuildInfo(lanes=p.lanes, weight_bits=p.weight_bits,
                      activation_bits=p.activation_bits, accumulator_bits=p.accumulator_bits,
                      max_run_bits=p.max_run_bits, word_bits=p.word_bits,
-                     fifo_depth=timing.fifo_depth, entry_words=p.entry_words,
+                     entry_words=p.entry_words,
                      pointer_depth=p.pointer_depth, slot_depth=p.slot_depth,
                      bank_depth=p.bank_depth, layer_depth=p.layer_depth,
                      pointer_bits=p.pointer_bits, timing=timing)

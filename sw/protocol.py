@@ -86,7 +86,6 @@ class BuildInfo:
     accumulator_bits: int
     max_run_bits: int
     word_bits: int
-    fifo_depth: int
     entry_words: int
     pointer_depth: int
     slot_depth: int
@@ -98,11 +97,10 @@ class BuildInfo:
 
     _FORMAT = "<BBBBBBBBBIIIIIBBBBB"
 
-    def __post_init__(self):
-        # INFO carries D once: the timing's and the build's must be the same number.
-        if self.timing.fifo_depth != self.fifo_depth:
-            raise ValueError(f"FIFO depth {self.fifo_depth} differs from the timing's "
-                             f"{self.timing.fifo_depth}")
+    @property
+    def fifo_depth(self) -> int:
+        """The lanes' FIFO depth ``D``: INFO carries it once, as part of the timing."""
+        return self.timing.fifo_depth
 
     def to_bytes(self) -> bytes:
         t = self.timing
@@ -124,7 +122,7 @@ class BuildInfo:
                                 f"{struct.calcsize(cls._FORMAT)}")
         (version, lanes, wb, ab, accb, rb, word, fifo, pb, ew, pd, sd, bd, ld,
          lb, lm, lo, lh, group) = struct.unpack(cls._FORMAT, payload)
-        return cls(lanes, wb, ab, accb, rb, word, fifo, ew, pd, sd, bd, ld, pb,
+        return cls(lanes, wb, ab, accb, rb, word, ew, pd, sd, bd, ld, pb,
                    EngineTiming(fifo, lb, lm, lo, lh, group), version)
 
     @property

@@ -14,7 +14,7 @@ from sparsemac.sw.protocol import ImageTooLargeError, Opcode, Status, Target
 from sparsemac.sw.quantize import QuantLayer, QuantModel
 
 BUILD = proto.BuildInfo(lanes=4, weight_bits=8, activation_bits=8, accumulator_bits=32,
-                        max_run_bits=4, word_bits=16, fifo_depth=4, entry_words=256,
+                        max_run_bits=4, word_bits=16, entry_words=256,
                         pointer_depth=256, slot_depth=64, bank_depth=32, layer_depth=4,
                         pointer_bits=10, timing=EngineTiming(fifo_depth=4,
                                                                lanes_per_output_stage=2))
@@ -41,8 +41,10 @@ def test_frame_layout():
 
 
 def test_build_info_holds_one_fifo_depth():
-    with pytest.raises(ValueError, match="FIFO depth 4 differs from the timing's 8"):
-        proto.BuildInfo(**{**BUILD.__dict__, "timing": EngineTiming(fifo_depth=8)})
+    # INFO carries D once; the build reports its timing's.
+    deeper = proto.BuildInfo(**{**BUILD.__dict__, "timing": EngineTiming(fifo_depth=8)})
+    assert deeper.fifo_depth == 8
+    assert proto.BuildInfo.from_bytes(deeper.to_bytes()).timing.fifo_depth == 8
 
 
 def test_build_info_round_trip():
