@@ -37,7 +37,8 @@ class Lane(wiring.Component):
 
     Pipeline. Fetch (cycle ``B`` is the cycle ``i`` accepts a column): ``B+1`` pointer read,
     ``B+2`` pointers registered, ``B+3`` entry count and flags, ``B+4`` FIFO write; the FIFO
-    (its storage read synchronously, so a block RAM can hold it) shows the column in ``B+6``. Take (cycle ``P``): ``P+1`` first entry times entry width in two halves
+    (its storage read synchronously, so a block RAM can hold it) shows the column in
+    ``B+6``. Take (cycle ``P``): ``P+1`` first entry times entry width in two halves
     (shift and add: the lane's only multiplier is the product), ``P+2`` their sum, the first bit
     position, ``P+3 ..`` one entry address per cycle; +1 the two words registered, +2 the
     entry's bits, +3 field extraction, +4 slot, +5 accumulator read and product, +6 read data
@@ -72,8 +73,9 @@ class Lane(wiring.Component):
     Latency and back-pressure: a column accepted in ``B`` is taken at the earliest in
     ``B + 6`` (:attr:`FETCH_CYCLES`). A column taken in ``P`` with ``n`` entries keeps the
     lane until ``P + max(1, n)``, when it may take the next, so a lane retires one entry per
-    cycle in steady state and a column with no entries costs one cycle. The last accumulator write lands
-    :attr:`DRAIN_CYCLES` cycles after the lane becomes free; a read in the next cycle sees it.
+    cycle in steady state and a column with no entries costs one cycle. The last accumulator
+    write lands :attr:`DRAIN_CYCLES` cycles after the lane becomes free; a read in the next
+    cycle sees it.
     """
 
     #: Cycles from accepting a column on ``i`` to the first cycle it may be taken.
