@@ -170,14 +170,16 @@ class OutputStage(wiring.Component):
         # register on each side of a multiplier, the routes to and from the ECP5's DSP
         # columns were the 16-lane build's critical path (a register each side more lets
         # the placer put one beside the multiplier).
-        m_valid = Signal()
-        m_slot = Signal.like(self.slot)
-        m_lane = Signal.like(self.lane)
-        m_sum = Signal.like(s2_sum)
-        m_multiplier = Signal.like(s2_multiplier)
-        m_shift = Signal(6)
-        m.d.sync += [m_valid.eq(s2_valid), m_slot.eq(s2_slot), m_lane.eq(s2_lane),
-                     m_sum.eq(s2_sum), m_multiplier.eq(s2_multiplier), m_shift.eq(s2_shift)]
+        def registered(stage, **signals):
+            """Copies of ``signals`` one cycle later, named ``<stage>_<name>``."""
+            copies = [Signal.like(signal, name=f"{stage}_{name}")
+                      for name, signal in signals.items()]
+            m.d.sync += [copy.eq(signal) for copy, signal in zip(copies, signals.values())]
+            return copies
+
+        m_valid, m_slot, m_lane, m_sum, m_multiplier, m_shift = registered(
+            "m", valid=s2_valid, slot=s2_slot, lane=s2_lane, sum=s2_sum,
+            multiplier=s2_multiplier, shift=s2_shift)
         low_bits = len(s2_sum) // 2 + 1
         p_valid = Signal()
         p_slot = Signal.like(self.slot)
@@ -193,14 +195,8 @@ class OutputStage(wiring.Component):
             p_high.eq(m_sum[low_bits:].as_signed() * m_multiplier),
             p_shift.eq(m_shift),
         ]
-        q_valid = Signal()
-        q_slot = Signal.like(self.slot)
-        q_lane = Signal.like(self.lane)
-        q_low = Signal.like(p_low)
-        q_high = Signal.like(p_high)
-        q_shift = Signal(6)
-        m.d.sync += [q_valid.eq(p_valid), q_slot.eq(p_slot), q_lane.eq(p_lane),
-                     q_low.eq(p_low), q_high.eq(p_high), q_shift.eq(p_shift)]
+        q_valid, q_slot, q_lane, q_low, q_high, q_shift = registered(
+            "q", valid=p_valid, slot=p_slot, lane=p_lane, low=p_low, high=p_high, shift=p_shift)
         s3_valid = Signal()
         s3_slot = Signal.like(self.slot)
         s3_lane = Signal.like(self.lane)
