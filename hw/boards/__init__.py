@@ -103,6 +103,12 @@ def _constraints():
         return Path(__file__).resolve().parents[2] / "constraints"
 
 
+#: Yosys re-encodes a state machine (one-hot) only if its state register has no initial
+#: value, and Amaranth gives every FSM one. The reset state is 0, as iCE40 and ECP5
+#: flip-flops power up, and the board top holds the design in reset after power-up.
+ONE_HOT_STATE_MACHINES = "setattr -unset init w:*fsm_state"
+
+
 #: Memories in which a read never meets a write to its address, or whose logic does not use
 #: what such a read returns: the ones written over the load bus (only while the core is
 #: idle), the activation banks (a layer reads one buffer and writes the other) and the
@@ -146,11 +152,8 @@ BOARDS: dict[str, Board] = {
         # Its 5,280 logic cells and 8 multipliers hold one output stage, not one per lane.
         shared_output_stage=True,
         synth_opts=("-dsp", "-spram"), nextpnr_args=("--up5k", "--package", "sg48"),
-        # Yosys re-encodes a state machine (one-hot) only if its state register has no
-        # initial value, and Amaranth gives every FSM one. The reset state is 0, as an iCE40
-        # flip-flop powers up, and the board top holds the design in reset after power-up.
-        # The block RAMs' read-during-write: see NO_READ_MEETS_WRITE.
-        synth_script=("setattr -unset init w:*fsm_state",
+        # See ONE_HOT_STATE_MACHINES, NO_READ_MEETS_WRITE and SINGLE_PORT.
+        synth_script=(ONE_HOT_STATE_MACHINES,
                       *_collision_x_mask(NO_READ_MEETS_WRITE),
                       *_no_initial_contents(SINGLE_PORT)),
         module="icebreaker"),
@@ -159,10 +162,9 @@ BOARDS: dict[str, Board] = {
         oscillator=25e6, frequency=100e6, baudrate=3_000_000,
         params=EngineParameters(lanes=16, entry_words=1024, pointer_depth=512, slot_depth=64,
                                 bank_depth=64, layer_depth=8, fifo_depth=4),
-        # One-hot state machines, as on the iCEBreaker (the ECP5's flip-flops also power up
-        # at 0): with binary-coded states the command processor's decoded state was the
-        # 16-lane build's critical path into the receive skid buffer.
-        synth_script=("setattr -unset init w:*fsm_state",
+        # One-hot state machines as on the iCEBreaker: with binary-coded states the command
+        # processor's decoded state was the 16-lane build's critical path.
+        synth_script=(ONE_HOT_STATE_MACHINES,
                       *_collision_x_mask(NO_READ_MEETS_WRITE)),
         nextpnr_args=("--85k", "--package", "CABGA381", "--speed", "6"), module="ulx3s"),
 }
