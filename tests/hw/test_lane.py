@@ -103,3 +103,16 @@ def test_one_entry_per_cycle(seed):
     got, expect, takes, work = run_lane(params, layer, 0, x, 1.0, seed)
     assert np.array_equal(got, expect), f"seed {seed}"
     assert list(np.diff(takes)) == work[:-1], f"seed {seed}: takes {takes}, work {work}"
+
+
+@pytest.mark.parametrize("rows", range(1, 7))
+def test_updates_of_one_slot_at_every_distance(rows):
+    """A dense layer of ``rows`` rows updates each slot every ``rows`` cycles: distances 1 to
+    4 are each one of the forwarded writes, 5 and 6 read what the memory holds."""
+    rng = np.random.default_rng(40 + rows)
+    params = EngineParameters(lanes=1, word_bits=16, max_run_bits=2)
+    layer = random_layer(rng, "fc", rows=rows, columns=12, density=1.0, extreme=True)
+    x = random_input(rng, 12, zero_fraction=0.0)
+    got, expect, takes, work = run_lane(params, layer, 0, x, 1.0, rows)
+    assert np.array_equal(got, expect), f"{rows} rows: {got} != {expect}"
+    assert list(np.diff(takes)) == work[:-1], f"{rows} rows: takes {takes}, work {work}"
