@@ -32,8 +32,8 @@ class Lane(wiring.Component):
     (docs/format.md section 3): the stream is held in two W-bit memories, even and odd words,
     so an entry straddling two words is read in one cycle. Each entry advances the slot by
     ``run + 1`` and adds ``value * x`` to that slot's accumulator. The accumulator memory's
-    read port is not transparent; the four writes an update's read misses are forwarded, so
-    updates of the same slot never stall, however close together.
+    read port is not transparent; the two writes an update's read misses are forwarded, so
+    consecutive updates of the same slot never stall.
 
     Pipeline. Fetch (cycle ``B`` is the cycle ``i`` accepts a column): ``B+1`` pointer read,
     ``B+2`` pointers registered, ``B+3`` entry count and flags, ``B+4`` FIFO write; the FIFO
@@ -42,7 +42,7 @@ class Lane(wiring.Component):
     (shift and add: the lane's only multiplier is the product), ``P+2`` their sum, the first bit
     position, ``P+3 ..`` one entry address per cycle; +1 the two words registered, +2 the
     entry's bits, +3 field extraction, +4 slot, +5 accumulator read and product, +6 read data
-    registered, +7 forwarded writes chosen, +8 sum, +9 accumulator write.
+    and product registered, +7 sum and accumulator write.
 
     Parameters
     ----------
@@ -81,7 +81,7 @@ class Lane(wiring.Component):
     #: Cycles from accepting a column on ``i`` to the first cycle it may be taken.
     FETCH_CYCLES = 6
     #: Cycles from the lane going free to its last accumulator write (inclusive).
-    DRAIN_CYCLES = 11
+    DRAIN_CYCLES = 9
 
     def __init__(self, params: EngineParameters, *, capacity: int):
         if not isinstance(params, EngineParameters):
@@ -386,14 +386,10 @@ class Lane(wiring.Component):
         with m.If(d_valid):
             m.d.sync += [s4_slot.eq(slot), s4_value.eq(d_value), s4_x.eq(d_x)]
 
-        # -- Accumulate (entry cycles +5 .. +9) ----------------------------------------------
-        # +5 accumulator read and product, +6 read data registered as it leaves the block RAM
-        # (its clock-to-out is most of a cycle on the ECP5), +7 forwarded writes chosen,
-        # +8 sum, +9 the sum written from a register. The read port is not transparent, so an
-        # update's read misses the writes of the four updates before it: the one just before
-        # is forwarded into the sum (a 2:1 choice in front of the add, the loop's only
-        # logic), the three before that into the +7 register from the write registers
-        # ``w1 .. w3``, newest first. Their slot matches are registers decided a cycle ahead.
+        # -- Accumulator read and product (entry cycle + 5), read data and product registered
+        # (+6), sum and write (+7). The read port is not transparent: the writes of the two
+        # cycles before the sum are forwarded, the older one into the registered read data
+        # (so the sum's carry chain starts one 2:1 multiplexer after its registers).
         s5_valid = Signal()
         s5_slot = Signal(p.slot_bits)
         s5_product = Signal(signed(p.product_bits))
@@ -405,53 +401,40 @@ class Lane(wiring.Component):
         s6_valid = Signal()
         s6_slot = Signal(p.slot_bits)
         s6_product = Signal(signed(p.product_bits))
-        s6_read = Signal(signed(p.accumulator_bits))
-        s7_valid = Signal()
-        s7_slot = Signal(p.slot_bits)
-        s7_product = Signal(signed(p.product_bits))
-        s7_acc = Signal(signed(p.accumulator_bits))
-        writes = [(Signal(name=f"w{age}_en"), Signal(p.slot_bits, name=f"w{age}_slot"),
-                   Signal(signed(p.accumulator_bits), name=f"w{age}_data"))
-                  for age in (1, 2, 3)]
-        (w1_en, w1_slot, w1_data), (w2_en, w2_slot, w2_data), (w3_en, w3_slot, w3_data) = writes
-
-        # The matches for +7's choice are decided in +6, against the updates one stage short
-        # of where they will be: +7 (next w1), w1 (next w2), w2 (next w3); the one for +8's
-        # choice in +7, against the update in +8 (next w1).
-        s6_hits = Signal(3)
-        s7_hit = Signal()
+        s6_acc = Signal(signed(p.accumulator_bits))
+        w1_en = Signal()
+        w1_slot = Signal(p.slot_bits)
+        w1_data = Signal(signed(p.accumulator_bits))
+        s6_hit1 = Signal()
         m.d.sync += [
-            s6_hits.eq(Cat(s7_valid & (s7_slot == s5_slot),
-                           w1_en & (w1_slot == s5_slot),
-                           w2_en & (w2_slot == s5_slot))),
-            s7_hit.eq(s7_valid & (s7_slot == s6_slot)),
+            s6_valid.eq(s5_valid),
+            s6_slot.eq(s5_slot),
+            s6_product.eq(s5_product),
+            # The write in this cycle (from s6) is the one before s5's sum, forwarded in the
+            # next; the write of the previous cycle (w1) is two before, forwarded here.
+            s6_hit1.eq(s6_valid & (s6_slot == s5_slot)),
+            s6_acc.eq(Mux(w1_en & (w1_slot == s5_slot), w1_data, acc_rd.data)),
         ]
-        forwarded = s6_read
-        for hit, (_, _, older) in reversed(list(zip(s6_hits, writes))):
-            forwarded = Mux(hit, older, forwarded)
-        m.d.sync += [
-            s6_valid.eq(s5_valid), s6_slot.eq(s5_slot), s6_product.eq(s5_product),
-            s6_read.eq(acc_rd.data),
-            s7_valid.eq(s6_valid), s7_slot.eq(s6_slot), s7_product.eq(s6_product),
-            s7_acc.eq(forwarded),
-        ]
+        acc_in = Signal(signed(p.accumulator_bits))
+        m.d.comb += acc_in.eq(Mux(s6_hit1, w1_data, s6_acc))
         total = Signal(signed(p.accumulator_bits))
-        m.d.comb += total.eq(Mux(s7_hit, w1_data, s7_acc) + s7_product)
+        m.d.comb += total.eq(acc_in + s6_product)
+        m.d.sync += [w1_en.eq(s6_valid), w1_slot.eq(s6_slot), w1_data.eq(total)]
 
-        # The output stage's clears go through w1 too, so the write port has one source (the
-        # accumulator read with ``out_en`` is still cleared in the next cycle).
-        with m.If(self.out_en):
-            m.d.sync += [w1_en.eq(1), w1_slot.eq(self.out_addr), w1_data.eq(0)]
-        with m.Else():
-            m.d.sync += [w1_en.eq(s7_valid), w1_slot.eq(s7_slot), w1_data.eq(total)]
-        m.d.sync += [
-            w2_en.eq(w1_en), w2_slot.eq(w1_slot), w2_data.eq(w1_data),
-            w3_en.eq(w2_en), w3_slot.eq(w2_slot), w3_data.eq(w2_data),
-        ]
-        m.d.comb += [acc_wr.en.eq(w1_en), acc_wr.addr.eq(w1_slot), acc_wr.data.eq(w1_data)]
+        clear_en = Signal()
+        clear_addr = Signal(range(p.bank_depth))
+        m.d.sync += [clear_en.eq(self.out_en), clear_addr.eq(self.out_addr)]
         with m.If(self.out_en):
             m.d.comb += acc_rd.addr.eq(self.out_addr)
         with m.Else():
             m.d.comb += acc_rd.addr.eq(s4_slot)
+        with m.If(clear_en):
+            m.d.comb += [acc_wr.en.eq(1), acc_wr.addr.eq(clear_addr), acc_wr.data.eq(0)]
+        with m.Else():
+            m.d.comb += [
+                acc_wr.en.eq(s6_valid),
+                acc_wr.addr.eq(s6_slot),
+                acc_wr.data.eq(total),
+            ]
         m.d.comb += self.out_data.eq(acc_rd.data)
         return m
