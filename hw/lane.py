@@ -197,32 +197,30 @@ class Lane(wiring.Component):
         m.d.sync += [f3_valid.eq(f2_valid), f3_x.eq(f2_x),
                      f3_start.eq(pointer_start.data), f3_end.eq(pointer_end.data)]
 
-        # What the take decides from is computed here, ahead of the FIFO, and registered
-        # before the FIFO's write (B+4): whether the column has entries, whether it keeps the
-        # lane one cycle only. Writing the FIFO straight from the comparison and subtractions
-        # was each lane's longest path on the ECP5.
-        fetched = data.StructLayout({
+        # What the take decides from is computed here, ahead of the FIFO: whether the column
+        # has entries (B+3, registered) and whether it keeps the lane one cycle only (from
+        # the registered count, on the way into the FIFO). Writing the FIFO straight from the
+        # comparison and subtractions was each lane's longest path on the ECP5; the count's
+        # and the flag's carry chains one after the other, the UP5K's.
+        counted = data.StructLayout({
             "start": unsigned(p.pointer_bits),
             "count": unsigned(p.pointer_bits),
             "entries": unsigned(1),
-            "single": unsigned(1),
             "x": signed(p.activation_bits),
         })
-        f3_out = Signal(fetched)
-        f3_rest = Signal(p.pointer_bits)
+        fetched = data.StructLayout({**dict(counted.members), "single": unsigned(1)})
+        f3_out = Signal(counted)
         m.d.comb += [f3_out.start.eq(f3_start), f3_out.x.eq(f3_x)]
         with m.If(f3_end > f3_start):
-            m.d.comb += [
-                f3_out.count.eq(f3_end - f3_start),
-                f3_rest.eq(f3_end + ~f3_start),     # end - start - 1, one adder
-                f3_out.entries.eq(1),
-            ]
-        m.d.comb += f3_out.single.eq(f3_rest == 0)
+            m.d.comb += [f3_out.count.eq(f3_end - f3_start), f3_out.entries.eq(1)]
         f4_valid = Signal()
-        f4_out = Signal(fetched)
+        f4_out = Signal(counted)
         m.d.sync += [f4_valid.eq(f3_valid), f4_out.eq(f3_out)]
+        queued = Signal(fetched)
+        m.d.comb += [queued[name].eq(f4_out[name]) for name in counted.members]
+        m.d.comb += queued.single.eq(f4_out.count <= 1)
         m.submodules.fifo = fifo = SyncFIFOBuffered(width=fetched.size, depth=self._capacity)
-        m.d.comb += [fifo.w_en.eq(f4_valid), fifo.w_data.eq(f4_out)]
+        m.d.comb += [fifo.w_en.eq(f4_valid), fifo.w_data.eq(queued)]
         head = Signal(fetched)
         m.d.comb += head.eq(fifo.r_data)
 
@@ -286,20 +284,23 @@ class Lane(wiring.Component):
         gen_left = Signal(p.pointer_bits)
         gen_x = Signal(signed(p.activation_bits))
         gen_first = Signal()
+        # ``issue`` (gen_left != 0) is a register: it enables the generator's registers, and
+        # a comparison of the count in front of them was a path of its own on the UP5K.
         issue = Signal()
-        m.d.comb += issue.eq(gen_left != 0)
         with m.If(s2_valid):
             m.d.sync += [
                 gen_bit.eq(base_bit + s2_offset),
                 gen_left.eq(s2_count),
                 gen_x.eq(s2_x),
                 gen_first.eq(1),
+                issue.eq(1),                        # a taken column with entries has one
             ]
         with m.Elif(issue):
             m.d.sync += [
                 gen_bit.eq(gen_bit + entry_bits),
                 gen_left.eq(gen_left - 1),
                 gen_first.eq(0),
+                issue.eq(gen_left != 1),
             ]
 
         word = Signal(p.bit_address_bits + 1 - word_shift)
