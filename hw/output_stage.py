@@ -93,7 +93,7 @@ class OutputStage(wiring.Component):
         })
 
     #: Cycles from issuing a slot to its output on ``o``.
-    LATENCY = 11
+    LATENCY = 12
 
     @property
     def latency(self) -> int:
@@ -214,7 +214,7 @@ class OutputStage(wiring.Component):
             s3_shifts.eq(q_shift != 0),
         ]
 
-        # Cycles +8 and +9: shift, then round half up. For shift > 0,
+        # Cycles +8 to +10: shift, then round half up. For shift > 0,
         # (x + 2**(s-1)) >> s == ((x >> (s-1)) + 1) >> 1, which needs no 64-bit rounding term.
         width = s3_product.shape().width
         sh_valid = Signal()
@@ -229,19 +229,21 @@ class OutputStage(wiring.Component):
             sh_partial.eq(Mux(s3_shifts, s3_product >> s3_shift_less, s3_product)),
             sh_round.eq(s3_shifts),
         ]
-        scaled = Signal(signed(width + 1))
-        with m.If(sh_round):
-            m.d.comb += scaled.eq((sh_partial + 1) >> 1)
-        with m.Else():
-            m.d.comb += scaled.eq(sh_partial)
-        s4_valid = Signal()
-        s4_slot = Signal.like(self.slot)
-        s4_lane = Signal.like(self.lane)
-        s4_scaled = Signal.like(scaled)
-        m.d.sync += [s4_valid.eq(sh_valid), s4_slot.eq(sh_slot), s4_lane.eq(sh_lane),
-                     s4_scaled.eq(scaled)]
+        # The rounding increment's carry chain in two halves, one a cycle (on the UP5K, one
+        # 51-bit chain was a path of its own).
+        half = width // 2
+        inc_valid, inc_slot, inc_lane, inc_round, inc_high = registered(
+            "inc", valid=sh_valid, slot=sh_slot, lane=sh_lane, round=sh_round,
+            high=sh_partial[half:].as_signed())
+        inc_low = Signal(half + 1)
+        m.d.sync += inc_low.eq(sh_partial[:half] + sh_round)
+        incremented = Cat(inc_low[:half], inc_high + inc_low[half]).as_signed()
+        s4_valid, s4_slot, s4_lane = registered(
+            "s4", valid=inc_valid, slot=inc_slot, lane=inc_lane)
+        s4_scaled = Signal(signed(width + 1))
+        m.d.sync += s4_scaled.eq(Mux(inc_round, incremented >> 1, incremented))
 
-        # Cycle +10: clamp (ReLU is a clamp at 0). The value fits the activation width when
+        # Cycle +11: clamp (ReLU is a clamp at 0). The value fits the activation width when
         # its bits from the activation's sign bit up are all equal: a wide AND and OR, not a
         # comparison along a 50-bit carry chain.
         lo, hi = signed_range(p.activation_bits)
