@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import enum, stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from sparsemac.sw.golden import EngineTiming
@@ -42,6 +43,10 @@ def _below(value, bound: int):
 def _at_most(value, bound: int):
     """``value <= bound``, as :func:`_below`."""
     return _below(value, bound + 1)
+
+
+#: The targets of a WRITE item, in the order of the command processor's one-hot ``target``.
+_TARGETS = (Target.POINTER, Target.ENTRY, Target.PARAM, Target.LAYER)
 
 
 class _Reply(enum.Enum, shape=3):
@@ -127,10 +132,15 @@ class CommandProcessor(wiring.Component):
         index = Signal(range(64))
         item = Signal(24 * 8)
         status = Signal(8)
+        # status == OK a cycle late: WriteVerdict's view (its two states before never change
+        # the status), kept off its path.
+        status_ok = Signal()
+        m.d.sync += status_ok.eq(status == Status.OK)
         reply = Signal(_Reply)
         reply_length = Signal(32)
         reply_empty = Signal()                     # reply_length == 0, kept as a register
         payload_last = Signal.like(index)          # the last payload byte's index (33 at most)
+        output_length = Signal(32)                 # READ_OUTPUT's payload bytes
         reply_word = Signal(32)
         to_send = Signal(range(lanes * p.bank_depth + 1))   # activations READ_OUTPUT has left
         last_output = Signal()                     # to_send == 1, kept as a register
@@ -141,7 +151,9 @@ class CommandProcessor(wiring.Component):
         result_count = Signal(32)
         m.d.comb += result_count.eq(Const(lanes) * self.core_result_slots)
 
-        target = Signal(8)
+        # A WRITE's target, one bit per kind in the order of _TARGETS (none for an unknown
+        # one): the states after the header test a bit, not an 8-bit comparison.
+        target = Signal(len(_TARGETS))
         lane = Signal(8)
         address = Signal(33)
         written = Signal(range(MAX_PAYLOAD + 1))
@@ -150,9 +162,12 @@ class CommandProcessor(wiring.Component):
         low_byte = Signal(8)
         act_data = Signal(p.activation_bits)
 
-        def respond(code, kind=_Reply.NONE, size=0):
-            m.d.sync += [status.eq(code), reply.eq(kind), reply_length.eq(size), index.eq(0),
-                         reply_empty.eq(size == 0), payload_last.eq(size - 1)]
+        def respond(kind=_Reply.NONE, code=None):
+            # The status is OK from Dispatch on unless a check set it: most answers keep it,
+            # and the fewer states write it, the shorter its clock enable's logic.
+            if code is not None:
+                m.d.sync += status.eq(code)
+            m.d.sync += [reply.eq(kind), index.eq(0)]
             m.next = "ReplySync"
 
         def skip_then(code):
@@ -222,10 +237,13 @@ class CommandProcessor(wiring.Component):
             layer_data.param_base.eq(param_base),
         ]
         acc_bits = p.accumulator_bits
+        # The bias fits the accumulator when its bits from the accumulator's sign bit up are
+        # all equal: each test registered on its own, combined in WriteVerdict.
         bias_top = item[acc_bits - 1:64]
-        param_ok = Signal()
-        m.d.sync += param_ok.eq(((bias_top == 0) | (bias_top == (1 << (65 - acc_bits)) - 1))
-                                & _at_most(item[80:88], MAX_SHIFT))
+        bias_zero, bias_ones, shift_fits = Signal(), Signal(), Signal()
+        m.d.sync += [bias_zero.eq(bias_top == 0), bias_ones.eq(bias_top.all()),
+                     shift_fits.eq(_at_most(item[80:88], MAX_SHIFT))]
+        param_ok = (bias_zero | bias_ones) & shift_fits
         param_data = Signal(row_param_layout(p))
         m.d.comb += [
             param_data.bias.eq(item[:acc_bits]),
@@ -235,37 +253,46 @@ class CommandProcessor(wiring.Component):
         pointer_ok = Signal()
         m.d.sync += pointer_ok.eq(item[p.pointer_bits:32] == 0)
         address_bad = Signal()
-        with m.Switch(target):
-            for kind, memory_depth in ((Target.POINTER, p.pointer_depth),
-                                       (Target.ENTRY, p.entry_words),
-                                       (Target.PARAM, p.slot_depth),
-                                       (Target.LAYER, p.layer_depth)):
-                with m.Case(kind):
-                    m.d.sync += address_bad.eq(~_below(address, memory_depth))
+        depths = (p.pointer_depth, p.entry_words, p.slot_depth, p.layer_depth)
+        m.d.sync += address_bad.eq(Cat(target[k] & ~_below(address, depth)
+                                       for k, depth in enumerate(depths)).any())
         # The verdict on an item, registered from the registered checks.
         item_good = Signal()
         item_bad_address = Signal()
         item_bad_value = Signal()
-        writes_layer = Signal()                    # target == LAYER, registered
+        writes_layer = target[_TARGETS.index(Target.LAYER)]
+
+        # Checks of a WRITE's header, registered from the collected item like those below.
+        header_bad_target = Signal()
+        header_bad_lane = Signal()
+        m.d.sync += [
+            header_bad_target.eq(item[0:8] > Target.LAYER),
+            header_bad_lane.eq((item[8:16] >= lanes)
+                               | ((item[0:8] == Target.LAYER) & (item[8:16] != 0))),
+        ]
 
         # Checks of RUN and READ_OUTPUT, registered from the collected item: the item is whole
-        # in Collect's last cycle, so they are ready in Judge, and their verdict (the status
-        # to answer, OK to go on) in Execute.
+        # in Collect's last cycle, so RUN's end layer is ready in Judge, the checks in Weigh,
+        # and their verdict (the status to answer, OK to go on) in Execute.
         first, count = item[0:8], item[8:16]
+        run_end = Signal(9)
         run_range_bad = Signal()
         run_missing = Signal()
         output_count = item[0:32]
         output_count_bad = Signal()
         missing = Signal()
         for k in range(p.layer_depth):
-            with m.If((k >= first) & (k < first + count) & ~layer_loaded[k]):
+            with m.If((k >= first) & (k < run_end) & ~layer_loaded[k]):
                 m.d.comb += missing.eq(1)
         m.d.sync += [
-            run_range_bad.eq((count == 0) | (first + count > p.layer_depth)),
+            run_end.eq(first + count),
+            run_range_bad.eq((count == 0) | (run_end > p.layer_depth)),
             run_missing.eq(missing),
             output_count_bad.eq(output_count > result_count),
         ]
         verdict = Signal(8)
+        verdict_ok = Signal()                      # verdict == OK, kept as a register
+        m.d.sync += verdict_ok.eq(0)
         with m.Switch(opcode):
             with m.Case(Opcode.RUN):
                 with m.If(run_range_bad):
@@ -275,16 +302,23 @@ class CommandProcessor(wiring.Component):
                 with m.Elif(~has_input):
                     m.d.sync += verdict.eq(Status.NO_INPUT)
                 with m.Else():
-                    m.d.sync += verdict.eq(Status.OK)
+                    m.d.sync += [verdict.eq(Status.OK), verdict_ok.eq(1)]
             with m.Case(Opcode.READ_OUTPUT):
                 with m.If(~has_result):
                     m.d.sync += verdict.eq(Status.NO_RESULT)
                 with m.Elif(output_count_bad):
                     m.d.sync += verdict.eq(Status.BAD_ADDRESS)
                 with m.Else():
-                    m.d.sync += verdict.eq(Status.OK)
+                    m.d.sync += [verdict.eq(Status.OK), verdict_ok.eq(1)]
+            with m.Case(Opcode.WRITE):
+                with m.If(header_bad_target):
+                    m.d.sync += verdict.eq(Status.BAD_TARGET)
+                with m.Elif(header_bad_lane):
+                    m.d.sync += verdict.eq(Status.BAD_ADDRESS)
+                with m.Else():
+                    m.d.sync += [verdict.eq(Status.OK), verdict_ok.eq(1)]
             with m.Default():
-                m.d.sync += verdict.eq(Status.OK)
+                m.d.sync += [verdict.eq(Status.OK), verdict_ok.eq(1)]
         # Checks of the length, in two registered steps: each comparison on its own (in the
         # Measure state), then what the opcode allows (in Check), so that no step chains a
         # 32-bit comparison into the opcode's choice. Above MAX_PAYLOAD is answered at once.
@@ -318,25 +352,35 @@ class CommandProcessor(wiring.Component):
 
         # -- Reply bytes --------------------------------------------------------------------
         info = self._info.to_bytes()
-        info_bytes = Array(Const(b, 8) for b in info)
+        # The INFO reply is a read-only memory (a block RAM where there is one), read like
+        # the tables below are registered: a LUT tree of constants was six levels deep.
+        m.submodules.info_rom = info_rom = Memory(shape=8, depth=2 ** len(index), init=info)
+        info_read = info_rom.read_port()
+        m.d.comb += info_read.addr.eq(index)
         shown_count = Signal(32)
         m.d.comb += shown_count.eq(Mux(has_result, result_count, 0))
         status_bytes = Array([Cat(has_input, has_result, Const(0, 6)),
                               *(self.core_cycles[8 * k:8 * k + 8] for k in range(4)),
                               *(shown_count[8 * k:8 * k + 8] for k in range(4))])
         word_bytes = Array(reply_word[8 * k:8 * k + 8] for k in range(4))
-        # Payload byte `index` of the reply, registered: ReplyFetch waits for it (a payload
-        # byte takes two cycles), so the byte selects never reach the link in one cycle.
+        # Payload byte `index` of the reply, in two register steps: byte `index` of each
+        # table, then the reply's. ReplyFetch and ReplySelect wait for them (a payload byte
+        # takes three cycles, against a UART byte's hundreds).
+        table_bytes = {_Reply.STATUS: status_bytes[index], _Reply.WORD: word_bytes[index[:2]]}
+        table_byte = {kind: Signal(8, name=f"{kind.name.lower()}_byte") for kind in table_bytes}
+        m.d.sync += [table_byte[kind].eq(value) for kind, value in table_bytes.items()]
+        table_byte[_Reply.INFO] = info_read.data
         payload_byte = Signal(8)
         with m.Switch(reply):
-            with m.Case(_Reply.INFO):
-                m.d.sync += payload_byte.eq(info_bytes[index])
-            with m.Case(_Reply.STATUS):
-                m.d.sync += payload_byte.eq(status_bytes[index])
-            with m.Case(_Reply.WORD):
-                m.d.sync += payload_byte.eq(word_bytes[index[:2]])
+            for kind, value in table_byte.items():
+                with m.Case(kind):
+                    m.d.sync += payload_byte.eq(value)
 
         core = self  # the core_* ports
+        # The core's busy, registered: the core's state decode stays out of the answers'
+        # clock enables (on the UP5K, their longest path).
+        core_idle = Signal()
+        m.d.sync += core_idle.eq(~core.core_busy)
         # The load bus is registered: a memory's write enable, address and data come straight
         # from registers, and each write lands in the cycle after the state that issues it.
         # So are the core's start and clear pulses.
@@ -362,7 +406,7 @@ class CommandProcessor(wiring.Component):
                 m.d.sync += [index.eq(0), status.eq(Status.OK)]
                 set_remaining(length, length_zero)
                 with m.If(length_big):
-                    respond(Status.BAD_LENGTH)
+                    respond(code=Status.BAD_LENGTH)
                 with m.Elif(length_bad):
                     skip_then(Status.BAD_LENGTH)
                 with m.Else():
@@ -381,7 +425,7 @@ class CommandProcessor(wiring.Component):
             with m.State("Skip"):
                 m.d.comb += self.i.ready.eq(~done)
                 with m.If(done):
-                    respond(status)
+                    respond()
                 with m.Elif(self.i.valid):
                     count_byte()
             with m.State("Collect"):
@@ -391,21 +435,28 @@ class CommandProcessor(wiring.Component):
                 with m.Elif(self.i.valid):
                     m.d.sync += [item.word_select(index[:5], 8).eq(byte), index.eq(index + 1)]
                     count_byte()
-            with m.State("Judge"):                      # the item's checks are registered
+            with m.State("Judge"):                      # RUN's end layer is registered
+                m.next = "Weigh"
+            with m.State("Weigh"):                      # the item's checks are registered
                 m.next = "Execute"
 
             with m.State("Execute"):
+                # A failed check's status is set here whatever the opcode (one condition on
+                # the status register's enable); RUN and READ_OUTPUT then answer, a WRITE
+                # consumes its items.
+                with m.If(~verdict_ok):
+                    m.d.sync += status.eq(verdict)
                 with m.Switch(opcode):
                     with m.Case(Opcode.INFO):
-                        respond(Status.OK, _Reply.INFO, len(info))
+                        respond(_Reply.INFO)
                     with m.Case(Opcode.STATUS):
-                        respond(Status.OK, _Reply.STATUS, 9)
+                        respond(_Reply.STATUS)
                     with m.Case(Opcode.RESET):
                         m.d.sync += [core.core_clear.eq(1), has_input.eq(0), has_result.eq(0)]
                         m.next = "CoreStart"
                     with m.Case(Opcode.RUN):
-                        with m.If(verdict != Status.OK):
-                            respond(verdict)
+                        with m.If(~verdict_ok):
+                            respond()
                         with m.Else():
                             m.d.sync += [core.core_start.eq(1),
                                          core.core_first_layer.eq(first),
@@ -415,39 +466,37 @@ class CommandProcessor(wiring.Component):
                                 m.d.sync += has_input.eq(0)
                             m.next = "CoreStart"
                     with m.Case(Opcode.READ_OUTPUT):
-                        with m.If(verdict != Status.OK):
-                            respond(verdict)
+                        with m.If(~verdict_ok):
+                            respond()
                         with m.Else():
                             m.d.sync += [to_send.eq(output_count), bank_lane.eq(0),
-                                         bank_addr.eq(0), last_output.eq(output_count == 1)]
-                            respond(Status.OK, _Reply.OUTPUT, output_count * act_bytes)
+                                         bank_addr.eq(0), last_output.eq(output_count == 1),
+                                         output_length.eq(output_count * act_bytes)]
+                            respond(_Reply.OUTPUT)
                     with m.Case(Opcode.WRITE):
                         m.d.sync += [
-                            target.eq(item[0:8]), lane.eq(item[8:16]),
-                            writes_layer.eq(item[0:8] == Target.LAYER),
+                            target.eq(Cat(item[0:8] == kind for kind in _TARGETS)),
+                            lane.eq(item[8:16]),
                             last_byte.eq(item_last),
                             address.eq(item[16:48]), written.eq(0), index.eq(0),
                         ]
                         set_remaining(length - WRITE_HEADER, length == WRITE_HEADER)
-                        with m.If(item[0:8] > Target.LAYER):
-                            m.d.sync += status.eq(Status.BAD_TARGET)
-                        with m.Elif((item[8:16] >= lanes)
-                                    | ((item[0:8] == Target.LAYER) & (item[8:16] != 0))):
-                            m.d.sync += status.eq(Status.BAD_ADDRESS)
                         m.next = "WriteBytes"
 
             with m.State("CoreStart"):                  # the core sees the registered pulse
+                m.next = "CoreBusy"
+            with m.State("CoreBusy"):                   # ... and `core_idle` its busy
                 with m.If(opcode == Opcode.RESET):
                     m.next = "ResetWait"
                 with m.Else():
                     m.next = "RunWait"
             with m.State("ResetWait"):
-                with m.If(~core.core_busy):
-                    respond(Status.OK)
+                with m.If(core_idle):
+                    respond()
             with m.State("RunWait"):
-                with m.If(~core.core_busy):
+                with m.If(core_idle):
                     m.d.sync += [has_result.eq(1), reply_word.eq(core.core_cycles)]
-                    respond(Status.OK, _Reply.WORD, 4)
+                    respond(_Reply.WORD)
 
             with m.State("WriteBytes"):
                 m.d.comb += self.i.ready.eq(~done)
@@ -456,11 +505,8 @@ class CommandProcessor(wiring.Component):
                     # already says something worse: a choice of the status's next value, not
                     # of whether it changes (on the UP5K, the latter was its longest path).
                     partial = (index != 0) & (status == Status.OK)
-                    m.d.sync += [status.eq(Mux(partial, Status.BAD_LENGTH, status)),
-                                 reply.eq(_Reply.WORD), reply_length.eq(4), reply_empty.eq(0),
-                                 payload_last.eq(3),
-                                 reply_word.eq(written), index.eq(0)]
-                    m.next = "ReplySync"
+                    m.d.sync += reply_word.eq(written)
+                    respond(_Reply.WORD, code=Mux(partial, Status.BAD_LENGTH, status))
                 with m.Elif(self.i.valid):
                     m.d.sync += [item.word_select(index[:5], 8).eq(byte), index.eq(index + 1)]
                     count_byte()
@@ -474,23 +520,15 @@ class CommandProcessor(wiring.Component):
                 m.next = "WriteItem"
                 # The bus's target, lane, address and data follow the item whatever its
                 # checks say; only the enable, in WriteItem, depends on them.
-                ok = Signal()
-                with m.Switch(target):
-                    with m.Case(Target.POINTER):
-                        m.d.comb += ok.eq(pointer_ok)
-                        m.d.sync += [load.target.eq(LoadTarget.POINTER),
-                                     load.data.eq(item[:32])]
-                    with m.Case(Target.ENTRY):
-                        m.d.comb += ok.eq(1)
-                        m.d.sync += [load.target.eq(LoadTarget.ENTRY),
-                                     load.data.eq(item[:p.word_bits])]
-                    with m.Case(Target.PARAM):
-                        m.d.comb += ok.eq(param_ok)
-                        m.d.sync += [load.target.eq(LoadTarget.PARAM), load.data.eq(param_data)]
-                    with m.Case(Target.LAYER):
-                        m.d.comb += ok.eq(layer_ok)
-                        m.d.sync += [load.target.eq(LoadTarget.LAYER), load.data.eq(layer_data)]
-                going = status == Status.OK
+                buses = ((LoadTarget.POINTER, item[:32], pointer_ok),
+                         (LoadTarget.ENTRY, item[:p.word_bits], Const(1)),
+                         (LoadTarget.PARAM, param_data, param_ok),
+                         (LoadTarget.LAYER, layer_data, layer_ok))
+                for k, (load_target, data, _) in enumerate(buses):
+                    with m.If(target[k]):
+                        m.d.sync += [load.target.eq(load_target), load.data.eq(data)]
+                ok = Cat(target[k] & check for k, (_, _, check) in enumerate(buses)).any()
+                going = status_ok
                 m.d.sync += [
                     load.lane.eq(lane), load.addr.eq(address),
                     item_bad_address.eq(going & address_bad),
@@ -522,7 +560,7 @@ class CommandProcessor(wiring.Component):
                 ]
                 with m.If(done):
                     m.d.sync += has_input.eq(1)
-                    respond(Status.OK)
+                    respond()
                 with m.Elif(self.i.valid):
                     count_byte()
                     m.d.sync += [low_byte.eq(byte),
@@ -538,6 +576,18 @@ class CommandProcessor(wiring.Component):
             # -- Replies --------------------------------------------------------------------
             with m.State("ReplySync"):
                 m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(RESPONSE_SYNC)]
+                # The payload's length follows from the kind of reply, registered here (the
+                # state lasts a cycle at least), so a state that answers sets two registers.
+                with m.Switch(reply):
+                    for kind, size in ((_Reply.NONE, 0), (_Reply.INFO, len(info)),
+                                       (_Reply.STATUS, len(status_bytes)),
+                                       (_Reply.WORD, len(word_bytes))):
+                        with m.Case(kind):
+                            m.d.sync += [reply_length.eq(size), reply_empty.eq(size == 0),
+                                         payload_last.eq(max(size - 1, 0))]
+                    with m.Case(_Reply.OUTPUT):
+                        m.d.sync += [reply_length.eq(output_length),
+                                     reply_empty.eq(output_length == 0)]
                 with m.If(self.o.ready):
                     m.next = "ReplyStatus"
             with m.State("ReplyStatus"):
@@ -558,7 +608,9 @@ class CommandProcessor(wiring.Component):
                             m.next = "OutputRead"
                         with m.Else():
                             m.next = "ReplyFetch"
-            with m.State("ReplyFetch"):                 # the payload byte is registered
+            with m.State("ReplyFetch"):                 # each table's byte is registered
+                m.next = "ReplySelect"
+            with m.State("ReplySelect"):                # ... and the reply's
                 m.next = "ReplyPayload"
             with m.State("ReplyPayload"):
                 m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(payload_byte)]
