@@ -275,6 +275,7 @@ class Core(wiring.Component):
         # 16 lanes' block RAMs (the ULX3S build's critical path).
         clearing = Signal()
         walking = Signal()
+        final_slot = Signal()      # slot + 1 >= config.slots, kept as a register for the walk
         for index, lane in enumerate(lane_blocks):
             m.d.comb += [lane.out_en.eq(clearing | (walking & (out_lane == index % group))),
                          lane.out_addr.eq(slot)]
@@ -323,7 +324,8 @@ class Core(wiring.Component):
             with m.State("Compute"):
                 m.d.comb += [self.busy.eq(1), running.eq(1)]
                 with m.If(front_end.done & idle_before & (idle_cycles == timing.mac_latency - 1)):
-                    m.d.sync += [slot.eq(0), out_lane.eq(0), walking.eq(1)]
+                    m.d.sync += [slot.eq(0), out_lane.eq(0), walking.eq(1),
+                                 final_slot.eq(config.slots <= 1)]
                     m.next = "Output"
             with m.State("Output"):
                 # The walk: slot by slot, and within a slot lane by lane of each group, one
@@ -332,8 +334,9 @@ class Core(wiring.Component):
                 for stage in stages:
                     m.d.comb += [stage.en.eq(1), stage.lane.eq(out_lane), stage.slot.eq(slot)]
                 with m.If(out_lane == group - 1):
-                    m.d.sync += [out_lane.eq(0), slot.eq(slot + 1)]
-                    with m.If(slot + 1 >= config.slots):
+                    m.d.sync += [out_lane.eq(0), slot.eq(slot + 1),
+                                 final_slot.eq(slot + 2 >= config.slots)]
+                    with m.If(final_slot):
                         m.d.sync += [drain.eq(timing.output_latency - 1), walking.eq(0)]
                         m.next = "Drain"
                 with m.Else():
