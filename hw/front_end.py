@@ -137,13 +137,13 @@ class FrontEnd(wiring.Component):
         picked = [Mux(lowest[lane], current[lane], 0) for lane in range(lanes)]
         m.d.comb += value.eq(functools.reduce(operator.or_, picked))
 
-        # Whether the current group is past the layer's last: a register, set as the front end
-        # moves on (group + 1 == groups), so the end test is not in the path of the decision
-        # to move on (on the UP5K it was, into the clock enable of ``following``).
+        # Whether the current group is past the layer's last, and whether the front end is
+        # scanning (phase SCAN, not past the end): registers, set as the front end moves on,
+        # so neither the end test nor the phase is in the path of the decision to move on
+        # (on the UP5K they were, into the clock enable of ``following``).
         past_end = Signal()
         scanning = Signal()
         m.d.comb += [
-            scanning.eq((phase == _Phase.SCAN) & ~past_end),
             self.done.eq((phase == _Phase.SCAN) & past_end),
             self.o.valid.eq(scanning & ~empty),
             self.o.payload.column.eq(base + pick),
@@ -171,7 +171,7 @@ class FrontEnd(wiring.Component):
         with m.If(self.start):
             m.d.comb += self.rd_en.eq(1)
             m.d.sync += [phase.eq(_Phase.PRIME), group.eq(0), base.eq(0),
-                         following_base.eq(0)]
+                         following_base.eq(0), scanning.eq(0)]
         with m.Elif(phase == _Phase.PRIME):
             m.d.comb += self.rd_en.eq(1)
             m.d.sync += [phase.eq(_Phase.LOAD), following.eq(self.rd_data),
@@ -188,6 +188,9 @@ class FrontEnd(wiring.Component):
                 following_base.eq(following_base + lanes),
             ]
             with m.If(phase == _Phase.SCAN):
+                at_end = group + 1 == self.groups
                 m.d.sync += [group.eq(group + 1), base.eq(base + lanes),
-                             past_end.eq(group + 1 == self.groups)]
+                             past_end.eq(at_end), scanning.eq(~at_end)]
+            with m.Else():
+                m.d.sync += scanning.eq(~past_end)
         return m
