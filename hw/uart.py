@@ -82,13 +82,17 @@ class UARTTransmitter(_BitTimed):
         shift = Signal(10, init=0x3FF)         # stop, data[7:0], start; bit 0 is on the line
         bits = Signal(range(11))               # bits still to send, current one included
         timer = Signal(range(self._divisor))
-        last_cycle = (bits == 0) | ((bits == 1) & (timer == 0))
+        # Whether this is the frame's last cycle (or there is no frame): bits == 0, or
+        # bits == 1 and timer == 0, kept as a register decided a cycle ahead, so the FIFO
+        # this ready gates starts its read logic at a flip-flop.
+        last_cycle = Signal(init=1)
         m.d.comb += [self.tx.eq(shift[0]), self.i.ready.eq(last_cycle)]
-        with m.If(self.i.valid & self.i.ready):
+        with m.If(self.i.valid & last_cycle):
             m.d.sync += [
                 shift.eq(1 << 9 | self.i.payload << 1),
                 bits.eq(10),
                 timer.eq(self._divisor - 1),
+                last_cycle.eq(0),
             ]
         with m.Elif(bits != 0):
             with m.If(timer == 0):
@@ -96,9 +100,10 @@ class UARTTransmitter(_BitTimed):
                     shift.eq(1 << 9 | shift >> 1),
                     bits.eq(bits - 1),
                     timer.eq(self._divisor - 1),
+                    last_cycle.eq(bits == 1),       # the divisor is at least 4
                 ]
             with m.Else():
-                m.d.sync += timer.eq(timer - 1)
+                m.d.sync += [timer.eq(timer - 1), last_cycle.eq((bits == 1) & (timer == 1))]
         return m
 
 
