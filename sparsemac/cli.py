@@ -255,6 +255,17 @@ def cmd_verilog(args) -> None:
     print(f"wrote {args.output}: {args.name}, {params}")
 
 
+def _serial_baud(args) -> int:
+    """The UART rate for ``run --port``: ``--baud``, else that of ``--board``'s default build,
+    else 3 Mbaud."""
+    if args.baud is not None:
+        return args.baud
+    if args.board is not None:
+        from .hw.boards import get_board
+        return get_board(args.board).baudrate
+    return 3_000_000
+
+
 def cmd_run(args) -> None:
     from .sim.build import rich_progress
     from .sim.transport import SimulatorTransport, engine_build_info
@@ -263,7 +274,8 @@ def cmd_run(args) -> None:
     image = container.load_image(args.image)
     x = _engine_inputs(args.input, image)
     if args.port:
-        transport, where = SerialTransport(args.port, args.baud), f"the board on {args.port}"
+        transport = SerialTransport(args.port, _serial_baud(args))
+        where = f"the board on {args.port}"
     else:
         params = _engine_parameters(args, image)
         plan_pieces(image, engine_build_info(params))     # refuse a misfit before building
@@ -458,7 +470,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.add_argument("--vcd", help="dump the simulation's waves to this file")
     p.add_argument("--port", help="a board's serial port instead of the simulation")
-    p.add_argument("--baud", type=int, default=3_000_000, help="the board's UART rate")
+    p.add_argument("--board", choices=("icebreaker", "ulx3s-85f"),
+                   help="the board on --port, for its default build's UART rate")
+    p.add_argument("--baud", type=int, help="the board's UART rate (default: --board's, else "
+                                            "3,000,000)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for one RUN")
     _add_engine_options(p, "simulation only; default: the smallest build that holds the image")
     p.set_defaults(run=cmd_run)

@@ -165,3 +165,14 @@ def test_demo_runs_every_model_on_the_engine(tmp_path, capsys):
         assert model["engine_accuracy"] == model["golden_accuracy"], model["name"]
     assert (tmp_path / "demo" / "schedule.png").stat().st_size > 0
     assert (tmp_path / "demo" / "accuracy_vs_footprint.png").stat().st_size > 0
+
+
+def test_run_on_a_port_takes_the_boards_uart_rate():
+    from sparsemac.cli import _serial_baud, build_parser
+    parser = build_parser()
+    rate = lambda *argv: _serial_baud(parser.parse_args(["run", "m.smac", "--input", "x.npy",
+                                                         "-o", "y.npy", "--port", "P", *argv]))
+    assert rate("--board", "icebreaker") == 1_500_000
+    assert rate("--board", "ulx3s-85f") == 3_000_000
+    assert rate() == 3_000_000
+    assert rate("--board", "icebreaker", "--baud", "2000000") == 2_000_000
