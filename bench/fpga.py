@@ -174,7 +174,7 @@ def table(results: dict) -> str:
         logic = "LC" if "LC" in res else "LUT"          # iCE40 logic cells, ECP5 LUT4s
         lines.append(f"{b['board']:11} {b['lanes']:5} {cell(logic, 11)} {cell('FF', 6)} "
                      f"{cell('DSP', 4)} {cell('BRAM', 5)} {cell('SPRAM', 5)} {fmax:>22} "
-                     f"{b['target_mhz']:6.0f} {b['utilisation']:6.3f} "
+                     f"{b['target_mhz']:6.1f} {b['utilisation']:6.3f} "
                      f"{'-' if gmacs is None else f'{gmacs / 1e9:.3f}':>13}")
     return "\n".join(lines)
 
