@@ -253,9 +253,10 @@ class CommandProcessor(wiring.Component):
         pointer_ok = Signal()
         m.d.sync += pointer_ok.eq(item[p.pointer_bits:32] == 0)
         address_bad = Signal()
-        depths = (p.pointer_depth, p.entry_words, p.slot_depth, p.layer_depth)
-        m.d.sync += address_bad.eq(Cat(target[k] & ~_below(address, depth)
-                                       for k, depth in enumerate(depths)).any())
+        depths = {Target.POINTER: p.pointer_depth, Target.ENTRY: p.entry_words,
+                  Target.PARAM: p.slot_depth, Target.LAYER: p.layer_depth}
+        m.d.sync += address_bad.eq(Cat(target[k] & ~_below(address, depths[kind])
+                                       for k, kind in enumerate(_TARGETS)).any())
         # The verdict on an item, registered from the registered checks.
         item_good = Signal()
         item_bad_address = Signal()
@@ -520,14 +521,15 @@ class CommandProcessor(wiring.Component):
                 m.next = "WriteItem"
                 # The bus's target, lane, address and data follow the item whatever its
                 # checks say; only the enable, in WriteItem, depends on them.
-                buses = ((LoadTarget.POINTER, item[:32], pointer_ok),
-                         (LoadTarget.ENTRY, item[:p.word_bits], Const(1)),
-                         (LoadTarget.PARAM, param_data, param_ok),
-                         (LoadTarget.LAYER, layer_data, layer_ok))
-                for k, (load_target, data, _) in enumerate(buses):
+                buses = {Target.POINTER: (LoadTarget.POINTER, item[:32], pointer_ok),
+                         Target.ENTRY: (LoadTarget.ENTRY, item[:p.word_bits], Const(1)),
+                         Target.PARAM: (LoadTarget.PARAM, param_data, param_ok),
+                         Target.LAYER: (LoadTarget.LAYER, layer_data, layer_ok)}
+                for k, kind in enumerate(_TARGETS):
+                    load_target, data, _ = buses[kind]
                     with m.If(target[k]):
                         m.d.sync += [load.target.eq(load_target), load.data.eq(data)]
-                ok = Cat(target[k] & check for k, (_, _, check) in enumerate(buses)).any()
+                ok = Cat(target[k] & buses[kind][2] for k, kind in enumerate(_TARGETS)).any()
                 going = status_ok
                 m.d.sync += [
                     load.lane.eq(lane), load.addr.eq(address),
