@@ -21,6 +21,11 @@ from .sim.build import BuildError
 __all__ = ["main"]
 
 
+#: The boards ``build`` and ``run --board`` know (``sparsemac.hw.boards.BOARDS``, named here so
+#: that the parser does not import the hardware).
+BOARD_NAMES = ("icebreaker", "ulx3s-85f")
+
+
 class CommandError(Exception):
     """A user error found by the CLI itself."""
 
@@ -470,7 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.add_argument("--vcd", help="dump the simulation's waves to this file")
     p.add_argument("--port", help="a board's serial port instead of the simulation")
-    p.add_argument("--board", choices=("icebreaker", "ulx3s-85f"),
+    p.add_argument("--board", choices=BOARD_NAMES,
                    help="the board on --port, for its default build's UART rate")
     p.add_argument("--baud", type=int, help="the board's UART rate (default: --board's, else "
                                             "3,000,000)")
@@ -480,7 +485,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("build", help="build a board's bitstream (YoWASP Yosys and nextpnr) and "
                                      "report Fmax and utilisation")
-    p.add_argument("--board", required=True, choices=("icebreaker", "ulx3s-85f"))
+    p.add_argument("--board", required=True, choices=BOARD_NAMES)
     p.add_argument("-o", "--output", help="build directory (default build-BOARD); the tools' "
                                           "logs stay there")
     p.add_argument("--json", action="store_true", help="print the report as JSON")

@@ -176,3 +176,9 @@ def test_run_on_a_port_takes_the_boards_uart_rate():
     assert rate("--board", "ulx3s-85f") == 3_000_000
     assert rate() == 3_000_000
     assert rate("--board", "icebreaker", "--baud", "2000000") == 2_000_000
+
+
+def test_the_cli_names_every_board():
+    from sparsemac.cli import BOARD_NAMES
+    from sparsemac.hw.boards import BOARDS
+    assert BOARD_NAMES == tuple(BOARDS)
