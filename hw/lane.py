@@ -32,8 +32,8 @@ class Lane(wiring.Component):
     (docs/format.md section 3): the stream is held in two W-bit memories, even and odd words,
     so an entry straddling two words is read in one cycle. Each entry advances the slot by
     ``run + 1`` and adds ``value * x`` to that slot's accumulator. The accumulator memory's
-    read port is not transparent; the two writes an update's read misses are forwarded, so
-    consecutive updates of the same slot never stall.
+    read port is not transparent; an update adds the products of the updates ahead of it
+    that its read missed, so consecutive updates of the same slot never stall.
 
     Pipeline. Fetch (cycle ``B`` is the cycle ``i`` accepts a column): ``B+1`` pointer read,
     ``B+2`` pointers registered, ``B+3`` entry count and flags, ``B+4`` FIFO write; the FIFO
@@ -42,7 +42,7 @@ class Lane(wiring.Component):
     (shift and add: the lane's only multiplier is the product), ``P+2`` their sum, the first bit
     position, ``P+3 ..`` one entry address per cycle; +1 the two words registered, +2 the
     entry's bits, +3 field extraction, +4 slot, +5 accumulator read and product, +6 read data
-    and product registered, +7 sum and accumulator write.
+    and addend registered, +7 sum, +8 accumulator write.
 
     Parameters
     ----------
@@ -81,7 +81,7 @@ class Lane(wiring.Component):
     #: Cycles from accepting a column on ``i`` to the first cycle it may be taken.
     FETCH_CYCLES = 6
     #: Cycles from the lane going free to its last accumulator write (inclusive).
-    DRAIN_CYCLES = 9
+    DRAIN_CYCLES = 10
 
     def __init__(self, params: EngineParameters, *, capacity: int):
         if not isinstance(params, EngineParameters):
@@ -387,40 +387,56 @@ class Lane(wiring.Component):
         with m.If(d_valid):
             m.d.sync += [s4_slot.eq(slot), s4_value.eq(d_value), s4_x.eq(d_x)]
 
-        # -- Accumulator read and product (entry cycle + 5), read data and product registered
-        # (+6), sum and write (+7). The read port is not transparent: the writes of the two
-        # cycles before the sum are forwarded, the older one into the registered read data
-        # (so the sum's carry chain starts one 2:1 multiplexer after its registers).
+        # -- Accumulator read and product (entry cycle + 5), read data and addend registered
+        # (+6), sum (+7) and accumulator write (+8, from a register). An update's read misses
+        # the writes of the three updates ahead of it: the third writes in the cycle of the
+        # read, which returns anything then (hw/boards NO_READ_MEETS_WRITE), the other two
+        # later. Rather than forward 32-bit sums past the RAM, the update adds the products
+        # of the two nearer ones to its own when they hit its slot (the sum is the same), and
+        # takes the third's sum instead of the read when it hits: the RAM's read data goes
+        # straight into a register, and the sum is one 2:1 multiplexer after its registers.
         s5_valid = Signal()
         s5_slot = Signal(p.slot_bits)
         s5_product = Signal(signed(p.product_bits))
+        s5_hit1, s5_hit2, s5_hit3 = Signal(), Signal(), Signal()
+        s6_valid = Signal()
+        s6_slot = Signal(p.slot_bits)
+        s6_product = Signal(signed(p.product_bits))
+        w1_valid = Signal()
+        w1_slot = Signal(p.slot_bits)
+        w1_product = Signal(signed(p.product_bits))
         m.d.sync += [
             s5_valid.eq(s4_valid & (s4_slot < slots)),
             s5_slot.eq(s4_slot),
             s5_product.eq(s4_value * s4_x),
+            # The updates one, two and three ahead of s4's: in s5, s6 and w1.
+            s5_hit1.eq(s5_valid & (s5_slot == s4_slot)),
+            s5_hit2.eq(s6_valid & (s6_slot == s4_slot)),
+            s5_hit3.eq(w1_valid & (w1_slot == s4_slot)),
         ]
-        s6_valid = Signal()
-        s6_slot = Signal(p.slot_bits)
-        s6_product = Signal(signed(p.product_bits))
-        s6_acc = Signal(signed(p.accumulator_bits))
-        w1_en = Signal()
-        w1_slot = Signal(p.slot_bits)
-        w1_data = Signal(signed(p.accumulator_bits))
-        s6_hit1 = Signal()
+        s6_read = Signal(signed(p.accumulator_bits))
+        s6_addend = Signal(signed(p.product_bits + 2))
+        s6_hit3 = Signal()
+        w1_total = Signal(signed(p.accumulator_bits))
+        w2_total = Signal(signed(p.accumulator_bits))
+        s6_forward = Signal(signed(p.accumulator_bits))
         m.d.sync += [
             s6_valid.eq(s5_valid),
             s6_slot.eq(s5_slot),
             s6_product.eq(s5_product),
-            # The write in this cycle (from s6) is the one before s5's sum, forwarded in the
-            # next; the write of the previous cycle (w1) is two before, forwarded here.
-            s6_hit1.eq(s6_valid & (s6_slot == s5_slot)),
-            s6_acc.eq(Mux(w1_en & (w1_slot == s5_slot), w1_data, acc_rd.data)),
+            s6_read.eq(acc_rd.data),
+            s6_addend.eq(s5_product + Mux(s5_hit1, s6_product, 0)
+                         + Mux(s5_hit2, w1_product, 0)),
+            s6_hit3.eq(s5_hit3),
+            w1_valid.eq(s6_valid),
+            w1_slot.eq(s6_slot),
+            w1_product.eq(s6_product),
+            w2_total.eq(w1_total),
+            s6_forward.eq(w2_total),                # the sum of s5's update's third ahead
         ]
-        acc_in = Signal(signed(p.accumulator_bits))
-        m.d.comb += acc_in.eq(Mux(s6_hit1, w1_data, s6_acc))
         total = Signal(signed(p.accumulator_bits))
-        m.d.comb += total.eq(acc_in + s6_product)
-        m.d.sync += [w1_en.eq(s6_valid), w1_slot.eq(s6_slot), w1_data.eq(total)]
+        m.d.comb += total.eq(Mux(s6_hit3, s6_forward, s6_read) + s6_addend)
+        m.d.sync += w1_total.eq(total)
 
         clear_en = Signal()
         clear_addr = Signal(range(p.bank_depth))
@@ -433,9 +449,9 @@ class Lane(wiring.Component):
             m.d.comb += [acc_wr.en.eq(1), acc_wr.addr.eq(clear_addr), acc_wr.data.eq(0)]
         with m.Else():
             m.d.comb += [
-                acc_wr.en.eq(s6_valid),
-                acc_wr.addr.eq(s6_slot),
-                acc_wr.data.eq(total),
+                acc_wr.en.eq(w1_valid),
+                acc_wr.addr.eq(w1_slot),
+                acc_wr.data.eq(w1_total),
             ]
         m.d.comb += self.out_data.eq(acc_rd.data)
         return m

@@ -38,7 +38,7 @@ class EngineTiming:
     """
     fifo_depth: int = 10
     broadcast_latency: int = 7
-    mac_latency: int = 9
+    mac_latency: int = 10
     output_latency: int = 12
     layer_overhead: int = 5
     lanes_per_output_stage: int = 1

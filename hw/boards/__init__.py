@@ -112,8 +112,8 @@ ONE_HOT_STATE_MACHINES = "setattr -unset init w:*fsm_state"
 #: Memories in which a read never meets a write to its address, or whose logic does not use
 #: what such a read returns: the ones written over the load bus (only while the core is
 #: idle), the activation banks (a layer reads one buffer and writes the other) and the
-#: lanes' accumulators (an update's read that meets a write of the same slot takes the
-#: forwarded sum instead, hw/lane.py).
+#: lanes' accumulators (an update's read that meets a write of the same slot takes that
+#: write's sum instead, hw/lane.py).
 NO_READ_MEETS_WRITE = ("bank*", "params", "layer_table", "pointers", "even", "odd",
                        "accumulators")
 
