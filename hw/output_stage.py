@@ -9,6 +9,7 @@ from amaranth.lib.wiring import In, Out
 
 from sparsemac.sw.numerics import MULTIPLIER_BITS, signed_range
 
+from .multiplier import PipelinedMultiplier
 from .parameters import EngineParameters, row_param_layout
 
 __all__ = ["OutputStage", "output_layout", "param_load_signature"]
@@ -163,13 +164,12 @@ class OutputStage(wiring.Component):
             s2_shift.eq(r_row.shift),
         ]
 
-        # Cycle +4: the multipliers' operands registered again; +5: two partial products, each
-        # one hardware multiplier wide (the sum's low bits unsigned, its high bits signed),
-        # registered, and +6 registered again; +7: the exact product. A 33 x 16 product in
-        # one cycle is two multipliers and their carry chain back to back; and with one
-        # register on each side of a multiplier, the routes to and from the ECP5's DSP
-        # columns were the 16-lane build's critical path (a register each side more lets
-        # the placer put one beside the multiplier).
+        # Cycles +4 to +6: two partial products, each one hardware multiplier wide (the sum's
+        # low bits unsigned, its high bits signed), in PipelinedMultipliers (operands, product
+        # and product registered; on the ECP5 a DSP block's own registers); +7: the exact
+        # product. A 33 x 16 product in one cycle is two multipliers and their carry chain
+        # back to back, and with fabric registers on each side of a multiplier the routes to
+        # and from the ECP5's DSP columns were the 16-lane build's critical path.
         def registered(stage, **signals):
             """Copies of ``signals`` one cycle later, named ``<stage>_<name>``."""
             copies = [Signal.like(signal, name=f"{stage}_{name}")
@@ -177,26 +177,20 @@ class OutputStage(wiring.Component):
             m.d.sync += [copy.eq(signal) for copy, signal in zip(copies, signals.values())]
             return copies
 
-        m_valid, m_slot, m_lane, m_sum, m_multiplier, m_shift = registered(
-            "m", valid=s2_valid, slot=s2_slot, lane=s2_lane, sum=s2_sum,
-            multiplier=s2_multiplier, shift=s2_shift)
         low_bits = len(s2_sum) // 2 + 1
-        p_valid = Signal()
-        p_slot = Signal.like(self.slot)
-        p_lane = Signal.like(self.lane)
-        p_low = Signal(unsigned(low_bits + MULTIPLIER_BITS))
-        p_high = Signal(signed(len(s2_sum) - low_bits + MULTIPLIER_BITS + 1))
-        p_shift = Signal(6)
-        m.d.sync += [
-            p_valid.eq(m_valid),
-            p_slot.eq(m_slot),
-            p_lane.eq(m_lane),
-            p_low.eq(m_sum[:low_bits] * m_multiplier),
-            p_high.eq(m_sum[low_bits:].as_signed() * m_multiplier),
-            p_shift.eq(m_shift),
+        m.submodules.low_product = low = PipelinedMultiplier(
+            unsigned(low_bits), s2_multiplier.shape())
+        m.submodules.high_product = high = PipelinedMultiplier(
+            signed(len(s2_sum) - low_bits), s2_multiplier.shape())
+        m.d.comb += [
+            low.a.eq(s2_sum[:low_bits]), low.b.eq(s2_multiplier),
+            high.a.eq(s2_sum[low_bits:].as_signed()), high.b.eq(s2_multiplier),
         ]
-        q_valid, q_slot, q_lane, q_low, q_high, q_shift = registered(
-            "q", valid=p_valid, slot=p_slot, lane=p_lane, low=p_low, high=p_high, shift=p_shift)
+        q_valid, q_slot, q_lane, q_shift = s2_valid, s2_slot, s2_lane, s2_shift
+        for stage in range(PipelinedMultiplier.LATENCY):
+            q_valid, q_slot, q_lane, q_shift = registered(
+                f"product{stage}", valid=q_valid, slot=q_slot, lane=q_lane, shift=q_shift)
+        q_low, q_high = low.p, high.p
         s3_valid = Signal()
         s3_slot = Signal.like(self.slot)
         s3_lane = Signal.like(self.lane)

@@ -1,0 +1,119 @@
+"""A multiplier with a register before, inside and after it: on the ECP5, one DSP block's own."""
+
+from __future__ import annotations
+
+from amaranth.hdl import ClockSignal, Const, Instance, Module, Shape, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["PipelinedMultiplier"]
+
+#: Operand width of one ECP5 ``MULT18X18D`` (signed).
+_ECP5_OPERAND_BITS = 18
+
+
+class PipelinedMultiplier(wiring.Component):
+    """``p = a * b``, three cycles later, one product a cycle.
+
+    The three registers are the operands', the product's and a copy of the product. Written
+    as plain Amaranth, Yosys maps the multiply to a DSP block without any of them: the ECP5's
+    ``MULT18X18D`` then sits between fabric registers whose routes to and from the DSP
+    column were the 16-lane build's critical path (docs/fpga.md). On an ECP5 platform
+    (``platform.family == "ecp5"``) the component is therefore one ``MULT18X18D`` with its
+    input, pipeline and output registers enabled, which nextpnr times as register-to-register
+    inside the block; on any other platform, and in simulation, it is the same pipeline in
+    fabric registers. Both have the same latency and results.
+
+    Parameters
+    ----------
+    a_shape, b_shape : the operands' shapes (signed or unsigned); on the ECP5 each must fit
+        an 18-bit signed operand (at most 18 bits signed or 17 unsigned).
+
+    Members
+    -------
+    a, b : In
+        Operands, taken every cycle.
+    p : Out
+        ``a * b`` of the operands taken :attr:`latency` cycles before, in the shape
+        Amaranth gives ``a * b`` (unsigned only if both operands are).
+
+    Latency and back-pressure: a fixed pipeline of :attr:`latency` cycles, no enable, no
+    back-pressure; the caller carries valid flags and side data alongside.
+    """
+
+    LATENCY = 3
+
+    def __init__(self, a_shape, b_shape):
+        self._a_shape = a = Shape.cast(a_shape)
+        self._b_shape = b = Shape.cast(b_shape)
+        # Amaranth's own product shape: an unsigned operand of a mixed product gains a bit.
+        if a.signed == b.signed:
+            product_shape = Shape(a.width + b.width, a.signed)
+        else:
+            product_shape = signed(a.width + b.width + 1)
+        super().__init__({
+            "a": In(a),
+            "b": In(b),
+            "p": Out(product_shape),
+        })
+
+    @property
+    def latency(self) -> int:
+        """Cycles from taking operands to their product on ``p``."""
+        return self.LATENCY
+
+    @staticmethod
+    def fits_ecp5(shape: Shape) -> bool:
+        """Whether an operand of ``shape`` is one ``MULT18X18D`` operand (18-bit signed)."""
+        return shape.width + (0 if shape.signed else 1) <= _ECP5_OPERAND_BITS
+
+    def elaborate(self, platform):
+        on_ecp5 = getattr(platform, "family", None) == "ecp5"
+        if on_ecp5:
+            for name, shape in (("a", self._a_shape), ("b", self._b_shape)):
+                if not self.fits_ecp5(shape):
+                    raise ValueError(
+                        f"Operand {name} of {shape!r} does not fit a MULT18X18D's 18-bit "
+                        f"signed operand")
+        m = Module()
+        if on_ecp5:
+            self._elaborate_ecp5(m)
+        else:
+            a = Signal.like(self.a, name="a_reg")
+            b = Signal.like(self.b, name="b_reg")
+            product = Signal.like(self.p, name="product")
+            m.d.sync += [a.eq(self.a), b.eq(self.b), product.eq(a * b), self.p.eq(product)]
+        return m
+
+    def _elaborate_ecp5(self, m: Module) -> None:
+        # Both operands as 18-bit signed (an unsigned one zero-extended), so the block's
+        # signed 36-bit product is exact whatever the operands' signedness.
+        a = Signal(signed(_ECP5_OPERAND_BITS), name="a_ext")
+        b = Signal(signed(_ECP5_OPERAND_BITS), name="b_ext")
+        product = Signal(signed(2 * _ECP5_OPERAND_BITS), name="product")
+        m.d.comb += [a.eq(self.a), b.eq(self.b), self.p.eq(product)]
+        ports = {
+            **{f"i_A{i}": a[i] for i in range(_ECP5_OPERAND_BITS)},
+            **{f"i_B{i}": b[i] for i in range(_ECP5_OPERAND_BITS)},
+            **{f"i_C{i}": Const(0) for i in range(_ECP5_OPERAND_BITS)},
+            **{f"o_P{i}": product[i] for i in range(2 * _ECP5_OPERAND_BITS)},
+            "i_SIGNEDA": Const(1), "i_SIGNEDB": Const(1),
+            "i_SOURCEA": Const(0), "i_SOURCEB": Const(0),
+            "i_CLK0": ClockSignal(), "i_CE0": Const(1), "i_RST0": Const(0),
+        }
+        registers = {
+            # nextpnr times a clocked MULT18X18D only from CLK0.
+            f"p_REG_{register}_{control}": value
+            for register in ("INPUTA", "INPUTB", "PIPELINE", "OUTPUT")
+            for control, value in (("CLK", "CLK0"), ("CE", "CE0"), ("RST", "RST0"))
+        }
+        m.submodules.mult18x18d = Instance(
+            "MULT18X18D",
+            **registers,
+            p_REG_INPUTC_CLK="NONE",
+            p_CLK0_DIV="ENABLED", p_CLK1_DIV="ENABLED",
+            p_CLK2_DIV="ENABLED", p_CLK3_DIV="ENABLED",
+            p_HIGHSPEED_CLK="NONE", p_GSR="DISABLED", p_CAS_MATCH_REG="FALSE",
+            p_SOURCEB_MODE="B_SHIFT", p_MULT_BYPASS="DISABLED", p_RESETMODE="SYNC",
+            **ports,
+        )
