@@ -341,10 +341,15 @@ def cmd_build(args) -> None:
     try:
         with console.status(f"{board.title}: elaborating") as status:
             def progress(step: str, line: str) -> None:
+                if step == "retry":
+                    console.print(escape(line), highlight=False)
+                    return
                 shown = line if len(line) <= 90 else line[:87] + "..."
                 status.update(f"{board.title} {step} [{time.monotonic() - started:4.0f} s]: "
                               f"{escape(shown)}")
-            result = build(board, params, directory=output, seed=args.seed, stage=args.stage,
+            seeds = board.placement_seeds if args.seeds is None else args.seeds
+            result = build(board, params, directory=output, seed=args.seed, seeds=seeds,
+                           stage=args.stage,
                            frequency=None if args.frequency is None else args.frequency * 1e6,
                            baudrate=args.baud, progress=progress)
     except TimingError as error:
@@ -491,6 +496,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--program", action="store_true", help="load the bitstream into the board")
     p.add_argument("--seed", type=int, default=1, help="nextpnr's placement seed")
+    p.add_argument("--seeds", type=int, metavar="N",
+                   help="seeds to try, from --seed on, until one meets the clock (default: "
+                        "the board's, 4 on the iCEBreaker, 2 on the ULX3S)")
     p.add_argument("--frequency", type=float, help="engine clock in MHz (default: the board's)")
     p.add_argument("--baud", type=int, help="UART rate (default: the board's)")
     p.add_argument("--stage", choices=("synth", "pnr", "bitstream"), default="bitstream",

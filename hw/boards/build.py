@@ -46,7 +46,8 @@ NAME = "sparsemac"
 #: How far a build goes: synthesis only, place and route, or the bitstream too.
 STAGES = ("synth", "pnr", "bitstream")
 
-#: Called with each step's name and the latest line of its log.
+#: Called with each step's name and the latest line of its log; the step ``retry`` says once
+#: that a seed missed timing and the next is tried.
 Progress = Callable[[str, str], None]
 
 
@@ -76,6 +77,8 @@ class BuildResult:
     report: FPGAReport
     bitstream: Path | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+    #: Seeds tried before ``seed`` that missed timing, each with its clocks.
+    missed: list[dict] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {
@@ -83,7 +86,8 @@ class BuildResult:
             "frequency_mhz": self.frequency / 1e6, "baudrate": self.baudrate,
             "uart_divisor": self.divisor, "seed": self.seed, "directory": str(self.directory),
             "bitstream": None if self.bitstream is None else str(self.bitstream),
-            "seconds": self.seconds, "report": self.report.as_dict(),
+            "seconds": self.seconds, "missed_seeds": self.missed,
+            "report": self.report.as_dict(),
         }
 
 
@@ -138,7 +142,8 @@ def _run(step: str, command: list[str], directory: Path, log: str,
 
 def build(board: Board | str, params: EngineParameters | None = None, *,
           directory: str | os.PathLike, frequency: float | None = None,
-          baudrate: int | None = None, seed: int = 1, stage: str = "bitstream",
+          baudrate: int | None = None, seed: int = 1, seeds: int = 1,
+          stage: str = "bitstream",
           allow_timing_fail: bool = False, progress: Progress | None = None) -> BuildResult:
     """Build the engine for ``board`` into ``directory`` (made if missing; files there of
     the same names are overwritten).
@@ -150,16 +155,21 @@ def build(board: Board | str, params: EngineParameters | None = None, *,
     frequency : the engine clock to ask of the PLL and of nextpnr, Hz; default the board's
     baudrate : the UART rate; default the board's
     seed : nextpnr's placement seed
+    seeds : how many seeds to try, from ``seed`` on, until one meets timing (the result's
+        ``seed`` is the one that did; ``missed`` lists the others, their logs kept as
+        ``nextpnr-seed<N>.log``)
     stage : ``synth``, ``pnr`` or ``bitstream`` (see :data:`STAGES`)
     allow_timing_fail : report the Fmax reached instead of raising :class:`TimingError`
     progress : called with (step, latest log line) about twice a second
 
     Raises :class:`FPGABuildError` when a tool fails, :class:`TimingError` when a clock
-    misses its constraint (unless ``allow_timing_fail``).
+    misses its constraint at every seed tried (unless ``allow_timing_fail``).
     """
     board = get_board(board) if isinstance(board, str) else board
     if stage not in STAGES:
         raise ValueError(f"Stage must be one of {', '.join(STAGES)}, not {stage!r}")
+    if seeds < 1:
+        raise ValueError(f"The number of seeds to try must be at least 1, not {seeds!r}")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     top = BoardTop(board, params, frequency=frequency, baudrate=baudrate)
@@ -208,40 +218,72 @@ def build(board: Board | str, params: EngineParameters | None = None, *,
         pack = [_tool("yowasp-ecppack"), "--compress", "--input", f"{NAME}.config",
                 "--bit", f"{NAME}.bit"]
         bitstream = directory / f"{NAME}.bit"
-    nextpnr = [_tool(f"yowasp-nextpnr-{board.family}"), "--quiet", *board.nextpnr_args,
-               "--json", f"{NAME}.json", *place, "--report", "nextpnr-report.json",
-               "--log", "nextpnr.log", "--seed", str(seed),
-               *(["--timing-allow-fail"] if allow_timing_fail else [])]
-    report_path = directory / "nextpnr-report.json"
-    if report_path.exists():
-        report_path.unlink()
-    try:
-        seconds = _run("nextpnr", nextpnr, directory, "nextpnr.log", progress)
-    except FPGABuildError as error:
-        clocks = fmax_from_log(directory / "nextpnr.log") if (directory / "nextpnr.log").exists() else []
-        if clocks and not all(clock.met for clock in clocks):
-            result.report.stage = "pnr"
-            result.report.clocks = clocks
-            result.report.critical_path = critical_path_from_log(directory / "nextpnr.log")
+
+    def place_and_route(seed: int) -> None:
+        nextpnr = [_tool(f"yowasp-nextpnr-{board.family}"), "--quiet", *board.nextpnr_args,
+                   "--json", f"{NAME}.json", *place, "--report", "nextpnr-report.json",
+                   "--log", "nextpnr.log", "--seed", str(seed),
+                   *(["--timing-allow-fail"] if allow_timing_fail else [])]
+        report_path = directory / "nextpnr-report.json"
+        report_path.unlink(missing_ok=True)
+        result.seed = seed
+        attempt_started = time.monotonic()
+        try:
+            seconds = _run("nextpnr", nextpnr, directory, "nextpnr.log", progress)
+        except FPGABuildError as error:
+            log = directory / "nextpnr.log"
+            clocks = fmax_from_log(log) if log.exists() else []
+            if clocks and not all(clock.met for clock in clocks):
+                result.report.stage = "pnr"
+                result.report.clocks = clocks
+                result.report.critical_path = critical_path_from_log(log)
+                result.seconds[f"nextpnr seed {seed}"] = round(time.monotonic()
+                                                               - attempt_started, 1)
+                record()
+                slowest = min(clocks, key=lambda c: c.achieved_mhz / (c.constraint_mhz or 1))
+                raise TimingError(f"Timing not met on {board.title} (nextpnr seed {seed}): "
+                                  f"{slowest.name} reaches {slowest.achieved_mhz:.2f} MHz of "
+                                  f"{slowest.constraint_mhz:.2f} MHz (critical path in {log})",
+                                  result.report) from None
+            raise
+        result.seconds["nextpnr"] = round(seconds, 1)
+        resources, clocks = read_nextpnr_report(report_path, board.family)
+        synth = {r.name: r for r in result.report.resources}
+        # nextpnr counts logic cells on the iCE40, not LUTs, flip-flops and carries: keep
+        # Yosys' counts of those.
+        merged = [*resources,
+                  *(r for r in synth.values() if r.name not in {x.name for x in resources})]
+        order = [name for name, _, _ in RESOURCE_NAMES[board.family]]
+        merged.sort(key=lambda r: order.index(r.name) if r.name in order else len(order))
+        result.report = FPGAReport(board.name, board.device, "pnr", merged, clocks,
+                                   critical_path_from_report(report_path)
+                                   or critical_path_from_log(directory / "nextpnr.log"))
+        record()
+
+    # Placement decides a design's Fmax to a few percent; when a seed misses the clock,
+    # the next one is tried (up to ``seeds``), each failed attempt's log kept.
+    for attempt in range(seeds):
+        try:
+            place_and_route(seed + attempt)
+            break
+        except TimingError as error:
+            result.missed.append({"seed": seed + attempt,
+                                  "clocks": [asdict(clock) for clock in error.report.clocks]})
             record()
-            slowest = min(clocks, key=lambda c: c.achieved_mhz / (c.constraint_mhz or 1))
-            raise TimingError(f"Timing not met on {board.title}: {slowest.name} reaches "
-                              f"{slowest.achieved_mhz:.2f} MHz of {slowest.constraint_mhz:.2f} MHz "
-                              f"(critical path in {directory / 'nextpnr.log'})",
-                              result.report) from None
-        raise
-    result.seconds["nextpnr"] = round(seconds, 1)
-    resources, clocks = read_nextpnr_report(report_path, board.family)
-    synth = {r.name: r for r in result.report.resources}
-    # nextpnr counts logic cells on the iCE40, not LUTs, flip-flops and carries: keep Yosys'
-    # counts of those.
-    merged = [*resources, *(r for r in synth.values() if r.name not in {x.name for x in resources})]
-    order = [name for name, _, _ in RESOURCE_NAMES[board.family]]
-    merged.sort(key=lambda r: order.index(r.name) if r.name in order else len(order))
-    result.report = FPGAReport(board.name, board.device, "pnr", merged, clocks,
-                               critical_path_from_report(report_path)
-                               or critical_path_from_log(directory / "nextpnr.log"))
-    record()
+            if attempt == seeds - 1:
+                if seeds == 1:
+                    raise
+                reached = ", ".join(
+                    "/".join(f"{clock['achieved_mhz']:.2f}" for clock in miss["clocks"])
+                    for miss in result.missed)
+                raise TimingError(f"Timing not met on {board.title} at any of nextpnr seeds "
+                                  f"{seed} to {seed + seeds - 1} ({reached} MHz); the last "
+                                  f"seed's: {error}", error.report) from None
+            shutil.copyfile(directory / "nextpnr.log",
+                            directory / f"nextpnr-seed{seed + attempt}.log")
+            if progress is not None:
+                progress("retry", f"nextpnr seed {seed + attempt} missed timing: {error}; "
+                                  f"trying seed {seed + attempt + 1}")
     if stage == "pnr":
         return result
 

@@ -167,5 +167,88 @@ def test_cli_build_options():
                                       "--seed", "3", "--json", "--stage", "synth"])
     assert (args.board, args.lanes, args.seed, args.json, args.stage, args.program) == \
         ("icebreaker", 1, 3, True, "synth", False)
+    assert args.seeds is None               # the board's placement_seeds
+    assert build_parser().parse_args(["build", "--board", "ulx3s-85f", "--seeds", "3"]).seeds == 3
+    assert get_board("icebreaker").placement_seeds == 4
+    assert get_board("ulx3s-85f").placement_seeds == 2
     with pytest.raises(SystemExit):
         build_parser().parse_args(["build", "--board", "arty"])
+
+
+@pytest.mark.parametrize("failing, seeds, met_at", [
+    ({1}, 4, 2),            # the second seed meets the clock: its report is the build's
+    ({1, 2, 3}, 4, 4),
+    ({1, 2}, 2, None),      # no seed tried meets it: one error naming every seed's Fmax
+    (set(), 1, 1),
+])
+def test_build_tries_seeds_until_one_meets_the_clock(tmp_path, monkeypatch, failing, seeds,
+                                                     met_at):
+    """The seed loop of ``build``, with Yosys and nextpnr replaced by stand-ins that write
+    what the tools would: a log ending in a FAIL for the seeds in ``failing`` (nextpnr
+    exits non-zero), a report with the clock met for the others."""
+    from sparsemac.hw.boards import build as build_module
+    from sparsemac.hw.boards.build import NAME, TimingError, build
+
+    ran = []
+    messages = []
+
+    def fake_run(step, command, directory, log, progress):
+        if step == "yosys":
+            (directory / f"{NAME}.json").write_text("{}")
+            (directory / f"{NAME}.stat.json").write_text(json.dumps({"design": {
+                "num_cells_by_type": {"SB_LUT4": 1000, "SB_DFF": 500, "SB_MAC16": 1}}}))
+            return 0.0
+        assert step == "nextpnr"
+        seed = int(command[command.index("--seed") + 1])
+        ran.append(seed)
+        achieved = 30.0 + seed if seed in failing else 41.0 + seed
+        (directory / "nextpnr.log").write_text(
+            f"Info: seed {seed}\n"
+            f"{'ERROR' if seed in failing else 'Info'}: Max frequency for clock 'clk': "
+            f"{achieved:.2f} MHz ({'FAIL' if seed in failing else 'PASS'} at 40.50 MHz)\n")
+        if seed in failing:
+            raise build_module.FPGABuildError("nextpnr failed")
+        (directory / "nextpnr-report.json").write_text(json.dumps({
+            "utilization": {"ICESTORM_LC": {"used": 1200, "available": 5280}},
+            "fmax": {"clk": {"achieved": achieved, "constraint": 40.5}}}))
+        return 1.0
+
+    monkeypatch.setattr(build_module, "_run", fake_run)
+    small = EngineParameters(lanes=1, entry_words=64, pointer_depth=32, slot_depth=16,
+                             bank_depth=16, layer_depth=2, fifo_depth=2)
+    directory = tmp_path / "build"
+
+    def attempt():
+        return build("icebreaker", small, directory=directory, stage="pnr", seed=1,
+                     seeds=seeds, progress=lambda step, line: messages.append((step, line)))
+
+    if met_at is None:
+        with pytest.raises(TimingError, match=r"any of nextpnr seeds 1 to 2 \(31\.00, "
+                                              r"32\.00 MHz\)") as error:
+            attempt()
+        assert error.value.report.clocks[0].achieved_mhz == 32.0
+        assert ran == [1, 2]
+        recorded = json.loads((directory / "build.json").read_text())
+        assert [miss["seed"] for miss in recorded["missed_seeds"]] == [1, 2]
+        return
+    result = attempt()
+    assert ran == list(range(1, met_at + 1))
+    assert result.seed == met_at and result.report.timing_met
+    assert result.report.clocks[0].achieved_mhz == 41.0 + met_at
+    assert [miss["seed"] for miss in result.missed] == sorted(failing)
+    assert [miss["clocks"][0]["achieved_mhz"] for miss in result.missed] == \
+        [30.0 + seed for seed in sorted(failing)]
+    for seed in failing:        # each missed seed's log kept beside the one that met
+        assert f"seed {seed}\n" in (directory / f"nextpnr-seed{seed}.log").read_text()
+    assert "seed {met_at}\n".format(met_at=met_at) in (directory / "nextpnr.log").read_text()
+    retries = [line for step, line in messages if step == "retry"]
+    assert len(retries) == len(failing)
+    recorded = json.loads((directory / "build.json").read_text())
+    assert recorded["seed"] == met_at and len(recorded["missed_seeds"]) == len(failing)
+
+
+def test_build_refuses_no_seeds(tmp_path):
+    from sparsemac.hw.boards.build import build
+
+    with pytest.raises(ValueError, match="at least 1, not 0"):
+        build("icebreaker", directory=tmp_path, seeds=0)
