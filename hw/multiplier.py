@@ -22,7 +22,9 @@ class PipelinedMultiplier(wiring.Component):
     (``platform.family == "ecp5"``) the component is therefore one ``MULT18X18D`` with its
     input, pipeline and output registers enabled, which nextpnr times as register-to-register
     inside the block; on any other platform, and in simulation, it is the same pipeline in
-    fabric registers. Both have the same latency and results.
+    registers without reset (data only: the caller's valid flags are reset), which Yosys'
+    ``ice40_dsp`` can take into an ``SB_MAC16``'s input registers. Both have the same
+    latency and results.
 
     Parameters
     ----------
@@ -79,10 +81,13 @@ class PipelinedMultiplier(wiring.Component):
         if on_ecp5:
             self._elaborate_ecp5(m)
         else:
-            a = Signal.like(self.a, name="a_reg")
-            b = Signal.like(self.b, name="b_reg")
-            product = Signal.like(self.p, name="product")
-            m.d.sync += [a.eq(self.a), b.eq(self.b), product.eq(a * b), self.p.eq(product)]
+            a = Signal.like(self.a, name="a_reg", reset_less=True)
+            b = Signal.like(self.b, name="b_reg", reset_less=True)
+            product = Signal.like(self.p, name="product", reset_less=True)
+            product_again = Signal.like(self.p, name="product_again", reset_less=True)
+            m.d.sync += [a.eq(self.a), b.eq(self.b), product.eq(a * b),
+                         product_again.eq(product)]
+            m.d.comb += self.p.eq(product_again)
         return m
 
     def _elaborate_ecp5(self, m: Module) -> None:
