@@ -92,7 +92,9 @@ class FrontEnd(wiring.Component):
         base = Signal(p.column_bits + 1)          # group * lanes
         current = Signal(data.ArrayLayout(signed(p.activation_bits), lanes))
         following = Signal(data.ArrayLayout(signed(p.activation_bits), lanes))
-        following_base = Signal(p.column_bits + 1)
+        # The layer's columns from the group after the following one on (negative past the
+        # end): each group's in-layer test is then this register against a constant.
+        columns_after = Signal(signed(p.column_bits + 2))
         mask = Signal(lanes)
         # Whether the mask is empty or holds at most one nonzero, kept beside it, so that the
         # decision to move on is one gate after the ready register.
@@ -108,14 +110,10 @@ class FrontEnd(wiring.Component):
             total = ones_up_to_3(bits[:half]) + ones_up_to_3(bits[half:])
             return Mux(total > 3, 3, total)[:2]
 
-        # Which of the following group's columns are in the layer: a register, kept for the
-        # following group's first column as it moves on (both candidates from registers).
-        moving = Signal()
+        # Which of the following group's columns are in the layer: a register, set for group 0
+        # in PRIME and for each next group as the front end moves on, from comparisons of one
+        # register with constants (a subtraction, then a comparison, were the ECP5's path).
         live = Signal(lanes)
-        for lane in range(lanes):
-            m.d.sync += live[lane].eq(Mux(moving,
-                                          self.columns - following_base - lanes > lane,
-                                          self.columns - following_base > lane))
         # The nonzeros of the following group (from registers only).
         incoming = Signal(lanes)
         for lane in range(lanes):
@@ -170,14 +168,15 @@ class FrontEnd(wiring.Component):
 
         with m.If(self.start):
             m.d.comb += self.rd_en.eq(1)
-            m.d.sync += [phase.eq(_Phase.PRIME), group.eq(0), base.eq(0),
-                         following_base.eq(0), scanning.eq(0)]
+            m.d.sync += [phase.eq(_Phase.PRIME), group.eq(0), base.eq(0), scanning.eq(0)]
         with m.Elif(phase == _Phase.PRIME):
             m.d.comb += self.rd_en.eq(1)
             m.d.sync += [phase.eq(_Phase.LOAD), following.eq(self.rd_data),
-                         past_end.eq(self.groups == 0)]
+                         past_end.eq(self.groups == 0),
+                         live.eq(Cat(self.columns > lane for lane in range(lanes))),
+                         columns_after.eq(self.columns - lanes)]
         with m.Elif((phase == _Phase.LOAD) | advance):
-            m.d.comb += [self.rd_en.eq(1), moving.eq(1)]
+            m.d.comb += self.rd_en.eq(1)
             m.d.sync += [
                 phase.eq(_Phase.SCAN),
                 current.eq(following),
@@ -185,7 +184,8 @@ class FrontEnd(wiring.Component):
                 empty.eq(incoming == 0),
                 last.eq(ones_up_to_3(incoming) <= 1),
                 following.eq(self.rd_data),
-                following_base.eq(following_base + lanes),
+                live.eq(Cat(columns_after > lane for lane in range(lanes))),
+                columns_after.eq(columns_after - lanes),
             ]
             with m.If(phase == _Phase.SCAN):
                 at_end = group + 1 == self.groups
