@@ -77,7 +77,8 @@ class BuildResult:
     report: FPGAReport
     bitstream: Path | None = None
     seconds: dict[str, float] = field(default_factory=dict)
-    #: Seeds tried before ``seed`` that missed timing, each with its clocks.
+    #: The seeds that missed timing, each with its clocks: those tried before ``seed``, or
+    #: every seed tried when none met it (then :class:`TimingError` is raised).
     missed: list[dict] = field(default_factory=list)
 
     def as_dict(self) -> dict:
