@@ -48,15 +48,10 @@ class PipelinedMultiplier(wiring.Component):
     def __init__(self, a_shape, b_shape):
         self._a_shape = a = Shape.cast(a_shape)
         self._b_shape = b = Shape.cast(b_shape)
-        # Amaranth's own product shape: an unsigned operand of a mixed product gains a bit.
-        if a.signed == b.signed:
-            product_shape = Shape(a.width + b.width, a.signed)
-        else:
-            product_shape = signed(a.width + b.width + 1)
         super().__init__({
             "a": In(a),
             "b": In(b),
-            "p": Out(product_shape),
+            "p": Out((Const(0, a) * Const(0, b)).shape()),     # Amaranth's product shape
         })
 
     @property
