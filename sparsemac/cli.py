@@ -347,8 +347,7 @@ def cmd_build(args) -> None:
                 shown = line if len(line) <= 90 else line[:87] + "..."
                 status.update(f"{board.title} {step} [{time.monotonic() - started:4.0f} s]: "
                               f"{escape(shown)}")
-            seeds = board.placement_seeds if args.seeds is None else args.seeds
-            result = build(board, params, directory=output, seed=args.seed, seeds=seeds,
+            result = build(board, params, directory=output, seed=args.seed, seeds=args.seeds,
                            stage=args.stage,
                            frequency=None if args.frequency is None else args.frequency * 1e6,
                            baudrate=args.baud, progress=progress)

@@ -43,9 +43,9 @@ class Board:
     synth_opts : extra options of Yosys' ``synth_<family>``
     synth_script : Yosys commands run on the design before ``synth_<family>``
     nextpnr_args : nextpnr's device and package options
-    placement_seeds : how many nextpnr seeds a default build tries until one meets the clock
-        (placement alone moves Fmax by a few percent; a seed costs about a minute on the
-        UP5K and 20-40 on the ECP5-85F at 16 lanes)
+    placement_seeds : how many nextpnr seeds a build tries until one meets the clock when
+        it is not told (placement alone moves Fmax by a few percent; a seed costs about a
+        minute on the UP5K and 20-40 on the ECP5-85F at 16 lanes)
     """
     name: str
     title: str

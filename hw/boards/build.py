@@ -143,7 +143,7 @@ def _run(step: str, command: list[str], directory: Path, log: str,
 
 def build(board: Board | str, params: EngineParameters | None = None, *,
           directory: str | os.PathLike, frequency: float | None = None,
-          baudrate: int | None = None, seed: int = 1, seeds: int = 1,
+          baudrate: int | None = None, seed: int = 1, seeds: int | None = None,
           stage: str = "bitstream",
           allow_timing_fail: bool = False, progress: Progress | None = None) -> BuildResult:
     """Build the engine for ``board`` into ``directory`` (made if missing; files there of
@@ -156,9 +156,9 @@ def build(board: Board | str, params: EngineParameters | None = None, *,
     frequency : the engine clock to ask of the PLL and of nextpnr, Hz; default the board's
     baudrate : the UART rate; default the board's
     seed : nextpnr's placement seed
-    seeds : how many seeds to try, from ``seed`` on, until one meets timing (the result's
-        ``seed`` is the one that did; ``missed`` lists the others, their logs kept as
-        ``nextpnr-seed<N>.log``)
+    seeds : how many seeds to try, from ``seed`` on, until one meets timing; default the
+        board's ``placement_seeds`` (the result's ``seed`` is the one that met it; ``missed``
+        lists the others, their logs kept as ``nextpnr-seed<N>.log``)
     stage : ``synth``, ``pnr`` or ``bitstream`` (see :data:`STAGES`)
     allow_timing_fail : report the Fmax reached instead of raising :class:`TimingError`
     progress : called with (step, latest log line) about twice a second
@@ -167,6 +167,7 @@ def build(board: Board | str, params: EngineParameters | None = None, *,
     misses its constraint at every seed tried (unless ``allow_timing_fail``).
     """
     board = get_board(board) if isinstance(board, str) else board
+    seeds = board.placement_seeds if seeds is None else seeds
     if stage not in STAGES:
         raise ValueError(f"Stage must be one of {', '.join(STAGES)}, not {stage!r}")
     if seeds < 1:

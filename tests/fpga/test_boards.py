@@ -178,6 +178,7 @@ def test_cli_build_options():
 @pytest.mark.parametrize("failing, seeds, met_at", [
     ({1}, 4, 2),            # the second seed meets the clock: its report is the build's
     ({1, 2, 3}, 4, 4),
+    ({1, 2, 3}, None, 4),   # not told: the iCEBreaker's placement_seeds, 4
     ({1, 2}, 2, None),      # no seed tried meets it: one error naming every seed's Fmax
     (set(), 1, 1),
 ])
