@@ -165,29 +165,61 @@ class Core(wiring.Component):
 
         # -- Load bus -----------------------------------------------------------------------
         load = self.load
-        def strobe(target, lane=None):
-            hit = load.en & (load.target == target)
-            return hit if lane is None else hit & (load.lane == lane)
-
         m.d.comb += [
-            table_wr.en.eq(strobe(LoadTarget.LAYER)),
+            table_wr.en.eq(load.en & (load.target == LoadTarget.LAYER)),
             table_wr.addr.eq(load.addr),
             table_wr.data.eq(load.data),
         ]
-        for stage in stages:
-            m.d.comb += [stage.param_w.addr.eq(load.addr), stage.param_w.data.eq(load.data)]
-        for index in range(lanes):
-            stage, local = stage_of(index)
-            with m.If(strobe(LoadTarget.PARAM, index)):
-                m.d.comb += [stage.param_w.en.eq(1), stage.param_w.lane.eq(local)]
+        # Each group (an output stage and its lanes) takes the writes for its lanes from a
+        # registered copy of the bus, captured only on a write to one of them: the bus then
+        # crosses the device in a cycle of its own, and every memory's write enable, address
+        # and data come from registers of its group (on the 16-lane ULX3S, the bus's fanout
+        # to every lane's memories was the longest path). Such a write lands a cycle after
+        # it is presented. With one group the bus has one destination, and is not copied.
+        addr_bits, _ = load_widths(p)
+        group_write = data.StructLayout({
+            "target": LoadTarget, "lane": range(group), "addr": addr_bits,
+            "data": max(p.pointer_bits, p.word_bits, row_param_layout(p).size,
+                        p.activation_bits),
+        })
+        copies = []
+        for index in range(p.output_stages):
+            copy_en = Signal(name=f"load_group{index}_en")
+            copy = Signal(group_write, reset_less=True, name=f"load_group{index}")
+            copies.append((copy_en, copy))
+            first = index * group
+            hit = load.en & (load.lane >= first) & (load.lane < first + group)
+            written = [copy.target.eq(load.target), copy.lane.eq(load.lane - first),
+                       copy.addr.eq(load.addr), copy.data.eq(load.data)]
+            if p.output_stages == 1:
+                m.d.comb += [copy_en.eq(hit), *written]
+            else:
+                m.d.sync += copy_en.eq(hit)
+                with m.If(hit):
+                    m.d.sync += written
+
+        def strobe(target, lane):
+            """The write enable of ``target``'s memory of ``lane``."""
+            copy_en, copy = copies[lane // group]
+            return copy_en & (copy.target == target) & (copy.lane == lane % group)
+
+        for index, stage in enumerate(stages):
+            copy_en, copy = copies[index]
+            m.d.comb += [
+                stage.param_w.en.eq(copy_en & (copy.target == LoadTarget.PARAM)),
+                stage.param_w.lane.eq(copy.lane),
+                stage.param_w.addr.eq(copy.addr),
+                stage.param_w.data.eq(copy.data),
+            ]
         for index in range(lanes):
             lane = lane_blocks[index]
+            _, copy = copies[index // group]
             for port, target in ((lane.pointer_w, LoadTarget.POINTER),
                                  (lane.entry_w, LoadTarget.ENTRY)):
                 m.d.comb += [
                     port.en.eq(strobe(target, index)),
-                    port.addr.eq(load.addr),
-                    port.data.eq(load.data),
+                    port.addr.eq(copy.addr),
+                    port.data.eq(copy.data),
                 ]
 
         # -- Activation banks (two buffers each) --------------------------------------------
@@ -205,6 +237,7 @@ class Core(wiring.Component):
             bank_wr, bank_rd = bank.write_port(), bank.read_port()
             m.d.comb += front_end.rd_data[index].eq(bank_rd.data)
             stage, local = stage_of(index)
+            _, load_copy = copies[index // group]
             with m.If(banks_running):
                 m.d.comb += [
                     bank_rd.en.eq(front_end.rd_en),
@@ -218,8 +251,8 @@ class Core(wiring.Component):
                     bank_rd.en.eq(self.act_en),
                     bank_rd.addr.eq(self.act_addr + self.act_buffer * p.bank_depth),
                     bank_wr.en.eq(strobe(LoadTarget.INPUT, index)),
-                    bank_wr.addr.eq(load.addr),
-                    bank_wr.data.eq(load.data),
+                    bank_wr.addr.eq(load_copy.addr),
+                    bank_wr.data.eq(load_copy.data),
                 ]
             with m.If(act_lane_r == index):
                 m.d.comb += self.act_data.eq(bank_rd.data)
