@@ -94,7 +94,10 @@ class Core(wiring.Component):
     result_slots : Out
         Slots of the last layer run (its outputs are ``lanes * result_slots`` activations).
     load : In(load_bus_signature(params))
-        Host writes into the memories; only while not busy.
+        Host writes into the memories; only while not busy. A write to a lane's or an output
+        stage's memory lands at the end of the cycle after the one it is presented in when
+        there is more than one output stage (each group of lanes takes it from a registered
+        copy of the bus); ``start`` may be given in that cycle.
     act_en, act_lane, act_buffer, act_addr : In
         Host reads of an activation bank (data on ``act_data`` the next cycle); only while
         not busy.
