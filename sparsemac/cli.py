@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -529,6 +530,9 @@ def _dispatch(argv: list[str]) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run one command; returns the exit status (the console script exits with it)."""
     args = build_parser().parse_args(argv)
+    # A SIGTERM (kill, a batch scheduler) unwinds like Ctrl-C, so that the tools a command
+    # runs (nextpnr, Verilator, a simulated engine) are killed with it, not left running.
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         args.run(args)
     except (CommandError, ValueError, OSError, EngineError, BuildError) as error:
@@ -536,4 +540,10 @@ def main(argv: list[str] | None = None) -> int:
         # covers missing files and LinkError.
         print(f"sparsemac {args.command}: error: {error}", file=sys.stderr)
         return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+def _terminate(signum, frame):
+    raise SystemExit(128 + signum)

@@ -1,5 +1,7 @@
 """The CLI end to end: each command, and every user error as one line with no traceback."""
 
+import os
+import signal
 import subprocess
 import sys
 
@@ -182,3 +184,29 @@ def test_the_cli_names_every_board():
     from sparsemac.cli import BOARD_NAMES
     from sparsemac.hw.boards import BOARDS
     assert BOARD_NAMES == tuple(BOARDS)
+
+
+TERMINATED_WHILE_A_TOOL_RUNS = """
+import argparse, os, signal, subprocess, sys, threading
+from sparsemac import cli
+
+def run_a_tool(args):
+    threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGTERM)).start()
+    subprocess.run([sys.executable, "-c",
+                    "import os, time; print(os.getpid(), flush=True); time.sleep(60)"])
+
+parser = argparse.ArgumentParser()
+parser.set_defaults(run=run_a_tool, command="tool")
+cli.build_parser = lambda: parser
+cli.main([])
+"""
+
+
+def test_sigterm_stops_the_tool_a_command_runs():
+    """``kill`` of a build must not leave its nextpnr running: the child goes with it."""
+    done = subprocess.run([sys.executable, "-c", TERMINATED_WHILE_A_TOOL_RUNS],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 128 + signal.SIGTERM
+    child = int(done.stdout.split()[0])
+    with pytest.raises(ProcessLookupError):
+        os.kill(child, 0)
