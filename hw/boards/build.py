@@ -232,7 +232,7 @@ def build(board: Board | str, params: EngineParameters | None = None, *,
         attempt_started = time.monotonic()
         try:
             seconds = _run("nextpnr", nextpnr, directory, "nextpnr.log", progress)
-        except FPGABuildError as error:
+        except FPGABuildError:
             log = directory / "nextpnr.log"
             clocks = fmax_from_log(log) if log.exists() else []
             if clocks and not all(clock.met for clock in clocks):
