@@ -38,8 +38,8 @@ class Board:
     frequency : the engine clock a default build asks for, Hz (made by the PLL)
     baudrate : the default UART rate on the USB serial bridge
     params : the default engine build
-    shared_output_stage : whether one output stage serves every lane whatever the lane count
-        (a small device's choice: see :meth:`engine_parameters`)
+    max_output_stages : the most output stages a build spreads its lanes over (each holds
+        block RAM and multipliers; see :meth:`engine_parameters`)
     synth_opts : extra options of Yosys' ``synth_<family>``
     synth_script : Yosys commands run on the design before ``synth_<family>``
     nextpnr_args : nextpnr's device and package options
@@ -55,7 +55,7 @@ class Board:
     frequency: float
     baudrate: int
     params: EngineParameters
-    shared_output_stage: bool = False
+    max_output_stages: int | None = None
     synth_opts: tuple[str, ...] = ()
     synth_script: tuple[str, ...] = ()
     nextpnr_args: tuple[str, ...] = ()
@@ -65,12 +65,15 @@ class Board:
     def engine_parameters(self, **changes: int) -> EngineParameters:
         """The board's default engine with ``changes`` (EngineParameters fields) made.
 
-        On a board with a shared output stage, ``lanes_per_output_stage`` follows ``lanes``
-        unless it is given.
+        Unless ``lanes_per_output_stage`` is given, it is the smallest divisor of ``lanes``
+        that keeps the output stages within ``max_output_stages``.
         """
         params = replace(self.params, **changes)
-        if self.shared_output_stage and "lanes_per_output_stage" not in changes:
-            params = replace(params, lanes_per_output_stage=params.lanes)
+        if self.max_output_stages is not None and "lanes_per_output_stage" not in changes:
+            lanes = params.lanes
+            fewest = -(-lanes // self.max_output_stages)
+            share = next(n for n in range(fewest, lanes + 1) if lanes % n == 0)
+            params = replace(params, lanes_per_output_stage=share)
         return params
 
     def platform(self) -> Any:
@@ -156,7 +159,7 @@ BOARDS: dict[str, Board] = {
         params=EngineParameters(lanes=1, entry_words=32768, pointer_depth=256, slot_depth=64,
                                 bank_depth=32, layer_depth=4, fifo_depth=4),
         # Its 5,280 logic cells and 8 multipliers hold one output stage, not one per lane.
-        shared_output_stage=True,
+        max_output_stages=1,
         synth_opts=("-dsp", "-spram"), nextpnr_args=("--up5k", "--package", "sg48"),
         placement_seeds=4,
         # See ONE_HOT_STATE_MACHINES, NO_READ_MEETS_WRITE and SINGLE_PORT.
@@ -169,6 +172,10 @@ BOARDS: dict[str, Board] = {
         oscillator=25e6, frequency=100e6, baudrate=3_000_000,
         params=EngineParameters(lanes=16, entry_words=1024, pointer_depth=512, slot_depth=64,
                                 bank_depth=64, layer_depth=8, fifo_depth=4),
+        # A stage takes 2 of the 208 block RAMs (its rows' 54-bit parameters) and 2 of the
+        # 156 multipliers, a lane 5 block RAMs: one stage a lane up to 16 lanes; 32 lanes
+        # share a stage by two and take 194 block RAMs (226 with a stage each).
+        max_output_stages=16,
         # One-hot state machines as on the iCEBreaker: with binary-coded states the command
         # processor's decoded state was the 16-lane build's critical path.
         synth_script=(ONE_HOT_STATE_MACHINES,

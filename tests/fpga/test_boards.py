@@ -56,12 +56,15 @@ def test_board_registry():
 
 def test_board_engine_parameters():
     # The UP5K shares one output stage among however many lanes it is built with; the ECP5
-    # gives each lane its own unless told otherwise.
+    # gives each lane its own up to 16 stages, then shares them as little as a divisor of
+    # the lanes allows, unless told otherwise.
     icebreaker, ulx3s = get_board("icebreaker"), get_board("ulx3s-85f")
     assert icebreaker.engine_parameters(lanes=4).lanes_per_output_stage == 4
     assert icebreaker.engine_parameters(lanes=4, lanes_per_output_stage=2).output_stages == 2
-    assert ulx3s.engine_parameters().output_stages == ulx3s.params.lanes
-    assert ulx3s.engine_parameters(lanes=32).lanes_per_output_stage == 1
+    assert ulx3s.engine_parameters().output_stages == ulx3s.params.lanes == 16
+    for lanes, share in ((1, 1), (8, 1), (16, 1), (17, 17), (24, 2), (31, 31), (32, 2)):
+        assert ulx3s.engine_parameters(lanes=lanes).lanes_per_output_stage == share, lanes
+    assert ulx3s.engine_parameters(lanes=32, lanes_per_output_stage=1).output_stages == 32
 
 
 def test_constraints_are_package_data():
