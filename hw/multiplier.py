@@ -1,4 +1,4 @@
-"""A multiplier with a register before, inside and after it: on the ECP5, one DSP block's own."""
+"""A multiplier with registers before and after it (and inside): on the ECP5, one DSP block's own."""
 
 from __future__ import annotations
 
@@ -13,23 +13,24 @@ _ECP5_OPERAND_BITS = 18
 
 
 class PipelinedMultiplier(wiring.Component):
-    """``p = a * b``, three cycles later, one product a cycle.
+    """``p = a * b``, two or three cycles later, one product a cycle.
 
-    The three registers are the operands', the product's and a copy of the product. Written
-    as plain Amaranth, Yosys maps the multiply to a DSP block without any of them: the ECP5's
-    ``MULT18X18D`` then sits between fabric registers whose routes to and from the DSP
-    column were the 16-lane build's critical path (docs/fpga.md). On an ECP5 platform
-    (``platform.family == "ecp5"``) the component is therefore one ``MULT18X18D`` with its
-    input, pipeline and output registers enabled, which nextpnr times as register-to-register
-    inside the block; on any other platform, and in simulation, it is the same pipeline in
-    registers without reset (data only: the caller's valid flags are reset), which Yosys'
-    ``ice40_dsp`` can take into an ``SB_MAC16``'s input registers. Both have the same
-    latency and results.
+    The registers are the operands', the product's and, with ``latency=3``, a copy of the
+    product. Written as plain Amaranth, Yosys maps the multiply to a DSP block without any
+    of them: the ECP5's ``MULT18X18D`` then sits between fabric registers whose routes to
+    and from the DSP column were the 16-lane build's critical path (docs/fpga.md). On an
+    ECP5 platform (``platform.family == "ecp5"``) the component is therefore one
+    ``MULT18X18D`` with its input and output registers (and with ``latency=3`` its pipeline
+    register) enabled, which nextpnr times as register-to-register inside the block; on any
+    other platform, and in simulation, it is the same pipeline in registers without reset
+    (data only: the caller's valid flags are reset), which Yosys' ``ice40_dsp`` can take
+    into an ``SB_MAC16``'s registers. Both have the same latency and results.
 
     Parameters
     ----------
     a_shape, b_shape : the operands' shapes (signed or unsigned); on the ECP5 each must fit
         an 18-bit signed operand (at most 18 bits signed or 17 unsigned).
+    latency : 2 (operands and product registered) or 3 (the product registered again).
 
     Members
     -------
@@ -43,9 +44,11 @@ class PipelinedMultiplier(wiring.Component):
     back-pressure; the caller carries valid flags and side data alongside.
     """
 
-    LATENCY = 3
-
-    def __init__(self, a_shape, b_shape):
+    def __init__(self, a_shape, b_shape, *, latency: int = 3):
+        if latency not in (2, 3):
+            self._MustUse__silence = True           # refused: no "never used" warning later
+            raise ValueError(f"Latency must be 2 or 3 cycles, not {latency!r}")
+        self._latency = latency
         self._a_shape = a = Shape.cast(a_shape)
         self._b_shape = b = Shape.cast(b_shape)
         super().__init__({
@@ -57,7 +60,7 @@ class PipelinedMultiplier(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from taking operands to their product on ``p``."""
-        return self.LATENCY
+        return self._latency
 
     @staticmethod
     def fits_ecp5(shape: Shape) -> bool:
@@ -79,10 +82,12 @@ class PipelinedMultiplier(wiring.Component):
             a = Signal.like(self.a, name="a_reg", reset_less=True)
             b = Signal.like(self.b, name="b_reg", reset_less=True)
             product = Signal.like(self.p, name="product", reset_less=True)
-            product_again = Signal.like(self.p, name="product_again", reset_less=True)
-            m.d.sync += [a.eq(self.a), b.eq(self.b), product.eq(a * b),
-                         product_again.eq(product)]
-            m.d.comb += self.p.eq(product_again)
+            m.d.sync += [a.eq(self.a), b.eq(self.b), product.eq(a * b)]
+            if self._latency == 3:
+                product_again = Signal.like(self.p, name="product_again", reset_less=True)
+                m.d.sync += product_again.eq(product)
+                product = product_again
+            m.d.comb += self.p.eq(product)
         return m
 
     def _elaborate_ecp5(self, m: Module) -> None:
@@ -101,16 +106,19 @@ class PipelinedMultiplier(wiring.Component):
             "i_SOURCEA": Const(0), "i_SOURCEB": Const(0),
             "i_CLK0": ClockSignal(), "i_CE0": Const(1), "i_RST0": Const(0),
         }
-        registers = {
+        registers = ("INPUTA", "INPUTB", "OUTPUT") + (("PIPELINE",) if self._latency == 3
+                                                      else ())
+        controls = {
             # nextpnr times a clocked MULT18X18D only from CLK0.
             f"p_REG_{register}_{control}": value
-            for register in ("INPUTA", "INPUTB", "PIPELINE", "OUTPUT")
+            for register in registers
             for control, value in (("CLK", "CLK0"), ("CE", "CE0"), ("RST", "RST0"))
         }
+        unused = {f"p_REG_{register}_CLK": "NONE"
+                  for register in ("INPUTC", "PIPELINE") if register not in registers}
         m.submodules.mult18x18d = Instance(
             "MULT18X18D",
-            **registers,
-            p_REG_INPUTC_CLK="NONE",
+            **controls, **unused,
             p_CLK0_DIV="ENABLED", p_CLK1_DIV="ENABLED",
             p_CLK2_DIV="ENABLED", p_CLK3_DIV="ENABLED",
             p_HIGHSPEED_CLK="NONE", p_GSR="DISABLED", p_CAS_MATCH_REG="FALSE",

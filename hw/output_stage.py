@@ -187,7 +187,7 @@ class OutputStage(wiring.Component):
             high.a.eq(s2_sum[low_bits:].as_signed()), high.b.eq(s2_multiplier),
         ]
         q_valid, q_slot, q_lane, q_shift = s2_valid, s2_slot, s2_lane, s2_shift
-        for stage in range(PipelinedMultiplier.LATENCY):
+        for stage in range(low.latency):
             q_valid, q_slot, q_lane, q_shift = registered(
                 f"product{stage}", valid=q_valid, slot=q_slot, lane=q_lane, shift=q_shift)
         q_low, q_high = low.p, high.p

@@ -1,6 +1,7 @@
-"""The pipelined multiplier: exact products three cycles later for every signedness, and on
-an ECP5 platform one MULT18X18D with its registers on (checked by structure: the toolchain
-has no simulation model of the registered block; the board build places and times it)."""
+"""The pipelined multiplier: exact products two or three cycles later for every signedness,
+and on an ECP5 platform one MULT18X18D with its registers on (checked by structure: the
+toolchain has no simulation model of the registered block; the board build places and times
+it)."""
 
 from __future__ import annotations
 
@@ -25,11 +26,13 @@ SHAPES = [
     (signed(16), unsigned(16)),       # and its high one
     (signed(18), signed(18)),
     (unsigned(1), signed(3)),
+    (signed(8), signed(8)),           # a lane's weight times activation
 ]
 
 
+@pytest.mark.parametrize("latency", [2, 3])
 @pytest.mark.parametrize("a_shape, b_shape", SHAPES)
-def test_products_three_cycles_later(a_shape, b_shape):
+def test_exact_products_latency_cycles_later(a_shape, b_shape, latency):
     rng = random.Random(f"{a_shape}{b_shape}")
     a_lo, a_hi = _range(a_shape)
     b_lo, b_hi = _range(b_shape)
@@ -37,8 +40,8 @@ def test_products_three_cycles_later(a_shape, b_shape):
                for b in (b_lo, b_hi, 0, 1)]
     operands = corners + [(rng.randint(a_lo, a_hi), rng.randint(b_lo, b_hi))
                           for _ in range(200)]
-    dut = PipelinedMultiplier(a_shape, b_shape)
-    assert dut.latency == 3
+    dut = PipelinedMultiplier(a_shape, b_shape, latency=latency)
+    assert dut.latency == latency
 
     async def bench(ctx):
         # Operands set before tick t are on p after tick t + latency - 1.
@@ -58,20 +61,24 @@ def test_products_three_cycles_later(a_shape, b_shape):
     sim.run()
 
 
-def _ecp5_instance(a_shape, b_shape):
-    dut = PipelinedMultiplier(a_shape, b_shape)
+def _ecp5_instance(a_shape, b_shape, latency=3):
+    dut = PipelinedMultiplier(a_shape, b_shape, latency=latency)
     fragment = Fragment.get(dut, SimpleNamespace(family="ecp5"))
     instances = [sub for sub, _, _ in fragment.subfragments if isinstance(sub, Instance)]
     assert len(instances) == 1
     return instances[0]
 
 
+@pytest.mark.parametrize("latency", [2, 3])
 @pytest.mark.parametrize("a_shape, b_shape", SHAPES)
-def test_ecp5_is_one_registered_mult18x18d(a_shape, b_shape):
-    mult = _ecp5_instance(a_shape, b_shape)
+def test_ecp5_is_one_registered_mult18x18d(a_shape, b_shape, latency):
+    mult = _ecp5_instance(a_shape, b_shape, latency)
     assert mult.type == "MULT18X18D"
-    for register in ("INPUTA", "INPUTB", "PIPELINE", "OUTPUT"):
+    for register in ("INPUTA", "INPUTB", "OUTPUT"):
         assert mult.parameters[f"REG_{register}_CLK"] == "CLK0"
+    # The pipeline register is the third cycle.
+    assert mult.parameters["REG_PIPELINE_CLK"] == ("CLK0" if latency == 3 else "NONE")
+    assert mult.parameters["REG_INPUTC_CLK"] == "NONE"
     # Operands and product bit for bit, in order, and both operands taken as signed (the
     # component extends unsigned ones with a zero).
     for port, width in (("A", 18), ("B", 18), ("P", 36)):
@@ -89,3 +96,8 @@ def test_ecp5_refuses_operands_wider_than_the_block():
         _ecp5_instance(unsigned(18), unsigned(8))
     with pytest.raises(ValueError, match=r"does not fit a MULT18X18D"):
         _ecp5_instance(signed(8), signed(19))
+
+
+def test_latency_is_two_or_three():
+    with pytest.raises(ValueError, match="Latency must be 2 or 3 cycles, not 4"):
+        PipelinedMultiplier(signed(8), signed(8), latency=4)
