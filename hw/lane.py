@@ -8,6 +8,7 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .multiplier import PipelinedMultiplier
 from .parameters import EngineParameters, column_layout
 
 __all__ = ["Lane", "LoadSignature"]
@@ -380,12 +381,17 @@ class Lane(wiring.Component):
         slot = Signal(p.slot_bits)
         s4_valid = Signal()
         s4_slot = Signal(p.slot_bits)
-        s4_value = Signal(signed(p.weight_bits))
-        s4_x = Signal(signed(p.activation_bits))
         m.d.comb += slot.eq(Mux(d_first, d_run, s4_slot + d_run + 1))
         m.d.sync += s4_valid.eq(d_valid)
         with m.If(d_valid):
-            m.d.sync += [s4_slot.eq(slot), s4_value.eq(d_value), s4_x.eq(d_x)]
+            m.d.sync += s4_slot.eq(slot)
+        # The product's operand registers (+4) and product register (+5) are the multiplier's
+        # (on the ECP5 its DSP block's own: with fabric registers on either side, the routes
+        # into and out of the DSP column were the 16-lane build's longest paths). They take
+        # every cycle; only valid updates use the product.
+        m.submodules.product = product = PipelinedMultiplier(
+            signed(p.weight_bits), signed(p.activation_bits), latency=2)
+        m.d.comb += [product.a.eq(d_value), product.b.eq(d_x)]
 
         # -- Accumulator read and product (entry cycle + 5), read data and addend registered
         # (+6), sum (+7) and accumulator write (+8, from a register). An update's read misses
@@ -398,6 +404,7 @@ class Lane(wiring.Component):
         s5_valid = Signal()
         s5_slot = Signal(p.slot_bits)
         s5_product = Signal(signed(p.product_bits))
+        m.d.comb += s5_product.eq(product.p)
         s5_hit1, s5_hit2, s5_hit3 = Signal(), Signal(), Signal()
         s6_valid = Signal()
         s6_slot = Signal(p.slot_bits)
@@ -408,7 +415,6 @@ class Lane(wiring.Component):
         m.d.sync += [
             s5_valid.eq(s4_valid & (s4_slot < slots)),
             s5_slot.eq(s4_slot),
-            s5_product.eq(s4_value * s4_x),
             # The updates one, two and three ahead of s4's: in s5, s6 and w1.
             s5_hit1.eq(s5_valid & (s5_slot == s4_slot)),
             s5_hit2.eq(s6_valid & (s6_slot == s4_slot)),
