@@ -1,9 +1,10 @@
 """The board top shared by every board: clock, power-on reset, the engine behind the UART."""
 
-from amaranth.hdl import ClockDomain, Elaboratable, Module, Signal
+from amaranth.hdl import ClockDomain, DomainRenamer, Elaboratable, Module, Signal
 from amaranth.lib import cdc, io
 
 from ..parameters import EngineParameters
+from ..power_on_reset import PowerOnReset
 from ..uart import uart_divisor
 from . import Board
 from .serial_engine import SerialEngine
@@ -73,14 +74,9 @@ class BoardTop(Elaboratable):
         locked_sync = Signal()
         m.submodules.lock_sync = cdc.FFSynchronizer(locked, locked_sync, o_domain="por")
         delay = max(1, int(RESET_DELAY * self.frequency))
-        timer = Signal(range(delay + 1))
-        in_reset = Signal(init=1)
-        with m.If(~locked_sync):
-            m.d.por += timer.eq(0)
-        with m.Elif(timer != delay):
-            m.d.por += timer.eq(timer + 1)
-        m.d.por += in_reset.eq(timer != delay)
-        m.d.comb += sync.rst.eq(in_reset)
+        m.submodules.power_on_reset = power_on = DomainRenamer("por")(PowerOnReset(delay))
+        in_reset = power_on.reset
+        m.d.comb += [power_on.locked.eq(locked_sync), sync.rst.eq(in_reset)]
 
         m.submodules.link = link = SerialEngine(self.params, self.divisor)
         pins = platform.request("uart", self.uart, dir="-")
