@@ -191,7 +191,12 @@ class Core(wiring.Component):
             copy = Signal(group_write, reset_less=True, name=f"load_group{index}")
             copies.append((copy_en, copy))
             first = index * group
-            hit = load.en & (load.lane >= first) & (load.lane < first + group)
+            hit = load.en
+            # Bounds only where they bound (Verilator rejects a comparison that is constant).
+            if first > 0:
+                hit &= load.lane >= first
+            if first + group < lanes:
+                hit &= load.lane < first + group
             written = [copy.target.eq(load.target), copy.lane.eq(load.lane - first),
                        copy.addr.eq(load.addr), copy.data.eq(load.data)]
             if p.output_stages == 1:

@@ -389,7 +389,7 @@ class Lane(wiring.Component):
         # (on the ECP5 its DSP block's own: with fabric registers on either side, the routes
         # into and out of the DSP column were the 16-lane build's longest paths). They take
         # every cycle; only valid updates use the product.
-        m.submodules.product = product = PipelinedMultiplier(
+        m.submodules.multiplier = product = PipelinedMultiplier(
             signed(p.weight_bits), signed(p.activation_bits), latency=2)
         m.d.comb += [product.a.eq(d_value), product.b.eq(d_x)]
 
