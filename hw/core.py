@@ -27,15 +27,20 @@ class LoadTarget(enum.Enum, shape=3):
     INPUT = 4
 
 
+def group_data_bits(params: EngineParameters) -> int:
+    """Data bits of a write into a lane's or an output stage's memories (every load target
+    but the layer table)."""
+    p = params
+    return max(p.pointer_bits, p.word_bits, row_param_layout(p).size, p.activation_bits)
+
+
 def load_widths(params: EngineParameters) -> tuple[int, int]:
     """(address bits, data bits) of the core's load bus."""
     p = params
     addr_bits = max(max(1, (depth - 1).bit_length())
                     for depth in (p.pointer_depth, p.entry_words, p.slot_depth, p.layer_depth,
                                   p.bank_depth))
-    data_bits = max(p.pointer_bits, p.word_bits, row_param_layout(p).size,
-                    layer_layout(p).size, p.activation_bits)
-    return addr_bits, data_bits
+    return addr_bits, max(group_data_bits(p), layer_layout(p).size)
 
 
 def load_bus_signature(params: EngineParameters) -> wiring.Signature:
@@ -182,8 +187,7 @@ class Core(wiring.Component):
         addr_bits, _ = load_widths(p)
         group_write = data.StructLayout({
             "target": LoadTarget, "lane": range(group), "addr": addr_bits,
-            "data": max(p.pointer_bits, p.word_bits, row_param_layout(p).size,
-                        p.activation_bits),
+            "data": group_data_bits(p),
         })
         copies = []
         for index in range(p.output_stages):
