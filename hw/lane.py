@@ -389,9 +389,9 @@ class Lane(wiring.Component):
         # (on the ECP5 its DSP block's own: with fabric registers on either side, the routes
         # into and out of the DSP column were the 16-lane build's longest paths). They take
         # every cycle; only valid updates use the product.
-        m.submodules.multiplier = product = PipelinedMultiplier(
+        m.submodules.multiplier = multiplier = PipelinedMultiplier(
             signed(p.weight_bits), signed(p.activation_bits), latency=2)
-        m.d.comb += [product.a.eq(d_value), product.b.eq(d_x)]
+        m.d.comb += [multiplier.a.eq(d_value), multiplier.b.eq(d_x)]
 
         # -- Accumulator read and product (entry cycle + 5), read data and addend registered
         # (+6), sum (+7) and accumulator write (+8, from a register). An update's read misses
@@ -404,7 +404,7 @@ class Lane(wiring.Component):
         s5_valid = Signal()
         s5_slot = Signal(p.slot_bits)
         s5_product = Signal(signed(p.product_bits))
-        m.d.comb += s5_product.eq(product.p)
+        m.d.comb += s5_product.eq(multiplier.p)
         s5_hit1, s5_hit2, s5_hit3 = Signal(), Signal(), Signal()
         s6_valid = Signal()
         s6_slot = Signal(p.slot_bits)
