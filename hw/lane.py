@@ -8,19 +8,11 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .block_ram import BlockRAM, LoadSignature
 from .multiplier import PipelinedMultiplier
 from .parameters import EngineParameters, column_layout
 
-__all__ = ["Lane", "LoadSignature"]
-
-
-def LoadSignature(addr_bits: int, data_bits: int) -> wiring.Signature:
-    """A write strobe into one of a block's memories, from the host's loader."""
-    return wiring.Signature({
-        "en": Out(1),
-        "addr": Out(addr_bits),
-        "data": Out(data_bits),
-    })
+__all__ = ["Lane"]
 
 
 class Lane(wiring.Component):
@@ -28,7 +20,8 @@ class Lane(wiring.Component):
 
     For each (column, value) accepted on ``i`` the lane reads ``pointers[c]`` and
     ``pointers[c + 1]`` (two read ports, ``pointer_base`` added) and queues (first entry,
-    entry count, value) in its FIFO; every memory's read data goes straight into a register.
+    entry count, value) in its FIFO; every memory's read data goes straight into a register
+    (the pointer and entry memories' own, :class:`~sparsemac.hw.block_ram.BlockRAM`).
     Taking a column from the FIFO, the lane walks the column's entries in its bit stream
     (docs/format.md section 3): the stream is held in two W-bit memories, even and odd words,
     so an entry straddling two words is read in one cycle. Each entry advances the slot by
@@ -37,13 +30,14 @@ class Lane(wiring.Component):
     that its read missed, so consecutive updates of the same slot never stall.
 
     Pipeline. Fetch (cycle ``B`` is the cycle ``i`` accepts a column): ``B+1`` pointer read,
-    ``B+2`` pointers registered, ``B+3`` entry count and flags, ``B+4`` FIFO write; the FIFO
-    (its storage read synchronously, so a block RAM can hold it) shows the column in
-    ``B+6``. Take (cycle ``P``): ``P+1`` first entry times entry width in two halves
-    (shift and add: the lane's only multiplier is the product), ``P+2`` their sum, the first bit
-    position, ``P+3 ..`` one entry address per cycle; +1 the two words registered, +2 the
-    entry's bits, +3 field extraction, +4 slot, +5 accumulator read and product, +6 read data
-    and addend registered, +7 sum, +8 accumulator write.
+    ``B+2`` pointers registered (the memory's register), ``B+3`` entry count and flags,
+    ``B+4`` FIFO write; the FIFO (its storage read synchronously, so a block RAM can hold
+    it) shows the column in ``B+6``. Take (cycle ``P``): ``P+1`` first entry times entry
+    width in two halves (shift and add: the lane's only multiplier is the product), ``P+2``
+    their sum, the first bit position, ``P+3 ..`` one entry address per cycle; +1 the two
+    words registered (the memories'), +2 the entry's bits, +3 field extraction, +4 slot, +5
+    accumulator read and product, +6 read data and addend registered, +7 sum, +8 accumulator
+    write.
 
     Parameters
     ----------
@@ -122,38 +116,39 @@ class Lane(wiring.Component):
         entry_width = p.weight_bits + p.max_run_bits
 
         # -- Memories -----------------------------------------------------------------------
-        m.submodules.pointers = pointers = Memory(shape=p.pointer_bits, depth=p.pointer_depth,
-                                                  init=[])
-        pointer_wr = pointers.write_port()
-        pointer_start = pointers.read_port()
-        pointer_end = pointers.read_port()
+        # The pointer and entry memories' words come out of a register two cycles after
+        # the address (on the ECP5 the block RAM's own, hw/block_ram.py).
+        m.submodules.pointer_ram = pointers = BlockRAM(p.pointer_bits, p.pointer_depth,
+                                                       read_ports=2, name="pointers")
+        pointer_start, pointer_end = pointers.read
         m.d.comb += [
-            pointer_wr.en.eq(self.pointer_w.en),
-            pointer_wr.addr.eq(self.pointer_w.addr),
-            pointer_wr.data.eq(self.pointer_w.data),
+            pointers.write.en.eq(self.pointer_w.en),
+            pointers.write.addr.eq(self.pointer_w.addr),
+            pointers.write.data.eq(self.pointer_w.data),
+            pointer_start.en.eq(1),
+            pointer_end.en.eq(1),
         ]
 
         # Each entry memory has one address, the host's while it loads and the decoder's
         # otherwise (loading and computing never overlap), and no read while it is written:
         # what a single-port RAM needs, so Yosys can map them to the UP5K's SPRAM.
         half = p.entry_words // 2
-        m.submodules.even = even = Memory(shape=word_bits, depth=half, init=[])
-        m.submodules.odd = odd = Memory(shape=word_bits, depth=half, init=[])
-        even_wr, odd_wr = even.write_port(), odd.write_port()
-        even_rd, odd_rd = even.read_port(), odd.read_port()
+        m.submodules.even_ram = even = BlockRAM(word_bits, half, name="even")
+        m.submodules.odd_ram = odd = BlockRAM(word_bits, half, name="odd")
+        (even_rd,), (odd_rd,) = even.read, odd.read
         even_addr = Signal.like(even_rd.addr)
         odd_addr = Signal.like(odd_rd.addr)
         m.d.comb += [
-            even_wr.en.eq(self.entry_w.en & ~self.entry_w.addr[0]),
-            odd_wr.en.eq(self.entry_w.en & self.entry_w.addr[0]),
-            even_wr.addr.eq(even_addr),
-            odd_wr.addr.eq(odd_addr),
+            even.write.en.eq(self.entry_w.en & ~self.entry_w.addr[0]),
+            odd.write.en.eq(self.entry_w.en & self.entry_w.addr[0]),
+            even.write.addr.eq(even_addr),
+            odd.write.addr.eq(odd_addr),
             even_rd.addr.eq(even_addr),
             odd_rd.addr.eq(odd_addr),
-            even_rd.en.eq(~even_wr.en),
-            odd_rd.en.eq(~odd_wr.en),
-            even_wr.data.eq(self.entry_w.data),
-            odd_wr.data.eq(self.entry_w.data),
+            even_rd.en.eq(~even.write.en),
+            odd_rd.en.eq(~odd.write.en),
+            even.write.data.eq(self.entry_w.data),
+            odd.write.data.eq(self.entry_w.data),
         ]
 
         m.submodules.accumulators = accumulators = Memory(
@@ -195,8 +190,8 @@ class Lane(wiring.Component):
         f3_x = Signal(signed(p.activation_bits))
         f3_start = Signal(p.pointer_bits)
         f3_end = Signal(p.pointer_bits)
-        m.d.sync += [f3_valid.eq(f2_valid), f3_x.eq(f2_x),
-                     f3_start.eq(pointer_start.data), f3_end.eq(pointer_end.data)]
+        m.d.sync += [f3_valid.eq(f2_valid), f3_x.eq(f2_x)]
+        m.d.comb += [f3_start.eq(pointer_start.data), f3_end.eq(pointer_end.data)]
 
         # What the take decides from is computed here, ahead of the FIFO: whether the column
         # has entries (B+3, registered) and whether it keeps the lane one cycle only (from
@@ -323,7 +318,7 @@ class Lane(wiring.Component):
             e1_first.eq(gen_first),
         ]
 
-        # -- The two words, registered straight out of the memories (entry cycle + 1) -------
+        # -- The two words, out of the memories' registers (entry cycle + 1) ----------------
         e2_valid = Signal()
         e2_even = Signal(word_bits)
         e2_odd_word = Signal(word_bits)
@@ -331,9 +326,10 @@ class Lane(wiring.Component):
         e2_odd = Signal()
         e2_x = Signal(signed(p.activation_bits))
         e2_first = Signal()
+        m.d.comb += [e2_even.eq(even_rd.data), e2_odd_word.eq(odd_rd.data)]
         m.d.sync += [
-            e2_valid.eq(e1_valid), e2_even.eq(even_rd.data), e2_odd_word.eq(odd_rd.data),
-            e2_offset.eq(e1_offset), e2_odd.eq(e1_odd), e2_x.eq(e1_x), e2_first.eq(e1_first),
+            e2_valid.eq(e1_valid), e2_offset.eq(e1_offset), e2_odd.eq(e1_odd), e2_x.eq(e1_x),
+            e2_first.eq(e1_first),
         ]
 
         # -- The entry's bits out of the two words (entry cycle + 2) ------------------------
