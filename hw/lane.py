@@ -21,7 +21,8 @@ class Lane(wiring.Component):
     For each (column, value) accepted on ``i`` the lane reads ``pointers[c]`` and
     ``pointers[c + 1]`` (two read ports, ``pointer_base`` added) and queues (first entry,
     entry count, value) in its FIFO; every memory's read data goes straight into a register
-    (the pointer and entry memories' own, :class:`~sparsemac.hw.block_ram.BlockRAM`).
+    (the pointer and entry memories' own, :class:`~sparsemac.hw.block_ram.BlockRAM`, and
+    their words into a second one beside the lane's logic).
     Taking a column from the FIFO, the lane walks the column's entries in its bit stream
     (docs/format.md section 3): the stream is held in two W-bit memories, even and odd words,
     so an entry straddling two words is read in one cycle. Each entry advances the slot by
@@ -30,14 +31,15 @@ class Lane(wiring.Component):
     that its read missed, so consecutive updates of the same slot never stall.
 
     Pipeline. Fetch (cycle ``B`` is the cycle ``i`` accepts a column): ``B+1`` pointer read,
-    ``B+2`` pointers registered (the memory's register), ``B+3`` entry count and flags,
-    ``B+4`` FIFO write; the FIFO (its storage read synchronously, so a block RAM can hold
-    it) shows the column in ``B+6``. Take (cycle ``P``): ``P+1`` first entry times entry
-    width in two halves (shift and add: the lane's only multiplier is the product), ``P+2``
-    their sum, the first bit position, ``P+3 ..`` one entry address per cycle; +1 the two
-    words registered (the memories'), +2 the entry's bits, +3 field extraction, +4 slot, +5
-    accumulator read and product, +6 read data and addend registered, +7 sum, +8 accumulator
-    write.
+    ``B+2`` the memory's read, ``B+3`` its output register, ``B+4`` pointers registered
+    beside the lane, entry count and flags, ``B+5`` FIFO write; the FIFO (its storage read
+    synchronously, so a block RAM can hold it) shows the column in ``B+7``. Take (cycle
+    ``P``): ``P+1`` first entry times entry width in two halves (shift and add: the lane's
+    only multiplier is the product), ``P+2`` their sum, the first bit position, ``P+3 ..``
+    one entry address per cycle; +1 the two words read, +2 the memories' output registers,
+    +3 the words registered beside the decoder and the entry's bits, +4 field extraction, +5
+    slot, +6 accumulator read and product, +7 read data and addend registered, +8 sum, +9
+    accumulator write.
 
     Parameters
     ----------
@@ -66,7 +68,7 @@ class Lane(wiring.Component):
         Host writes of the pointer memory and of entry word ``addr``.
 
     Latency and back-pressure: a column accepted in ``B`` is taken at the earliest in
-    ``B + 6`` (:attr:`FETCH_CYCLES`). A column taken in ``P`` with ``n`` entries keeps the
+    ``B + 7`` (:attr:`FETCH_CYCLES`). A column taken in ``P`` with ``n`` entries keeps the
     lane until ``P + max(1, n)``, when it may take the next, so a lane retires one entry per
     cycle in steady state and a column with no entries costs one cycle. The last accumulator
     write lands :attr:`DRAIN_CYCLES` cycles after the lane becomes free; a read in the next
@@ -74,9 +76,9 @@ class Lane(wiring.Component):
     """
 
     #: Cycles from accepting a column on ``i`` to the first cycle it may be taken.
-    FETCH_CYCLES = 6
+    FETCH_CYCLES = 7
     #: Cycles from the lane going free to its last accumulator write (inclusive).
-    DRAIN_CYCLES = 10
+    DRAIN_CYCLES = 11
 
     def __init__(self, params: EngineParameters, *, capacity: int):
         if not isinstance(params, EngineParameters):
@@ -170,9 +172,9 @@ class Lane(wiring.Component):
             slots.eq(self.slots),
         ]
 
-        # -- Pointer fetch, ahead of the FIFO (cycles B .. B+4) ------------------------------
+        # -- Pointer fetch, ahead of the FIFO (cycles B .. B+5) ------------------------------
         # The sender's credits keep the columns accepted and not yet taken within the FIFO's
-        # depth, so it never overflows although its writes land four cycles after acceptance.
+        # depth, so it never overflows although its writes land five cycles after acceptance.
         take = Signal()
         f1_valid = Signal()
         f1_column = Signal.like(self.i.payload.column)
@@ -188,13 +190,19 @@ class Lane(wiring.Component):
         m.d.sync += [f2_valid.eq(f1_valid), f2_x.eq(f1_x)]
         f3_valid = Signal()
         f3_x = Signal(signed(p.activation_bits))
-        f3_start = Signal(p.pointer_bits)
-        f3_end = Signal(p.pointer_bits)
         m.d.sync += [f3_valid.eq(f2_valid), f3_x.eq(f2_x)]
-        m.d.comb += [f3_start.eq(pointer_start.data), f3_end.eq(pointer_end.data)]
+        # The words come out of the memory's output register (B+3) and are registered again
+        # beside the lane's logic (B+4): on the ECP5 the route from a block RAM took most of
+        # a cycle.
+        f4_valid = Signal()
+        f4_x = Signal(signed(p.activation_bits))
+        f4_start = Signal(p.pointer_bits)
+        f4_end = Signal(p.pointer_bits)
+        m.d.sync += [f4_valid.eq(f3_valid), f4_x.eq(f3_x),
+                     f4_start.eq(pointer_start.data), f4_end.eq(pointer_end.data)]
 
         # What the take decides from is computed here, ahead of the FIFO: whether the column
-        # has entries (B+3, registered) and whether it keeps the lane one cycle only (from
+        # has entries (B+4, registered) and whether it keeps the lane one cycle only (from
         # the registered count, on the way into the FIFO). Writing the FIFO straight from the
         # comparison and subtractions was each lane's longest path on the ECP5; the count's
         # and the flag's carry chains one after the other, the UP5K's.
@@ -205,18 +213,18 @@ class Lane(wiring.Component):
             "x": signed(p.activation_bits),
         })
         fetched = data.StructLayout({**dict(counted.members), "single": unsigned(1)})
-        f3_out = Signal(counted)
-        m.d.comb += [f3_out.start.eq(f3_start), f3_out.x.eq(f3_x)]
-        with m.If(f3_end > f3_start):
-            m.d.comb += [f3_out.count.eq(f3_end - f3_start), f3_out.entries.eq(1)]
-        f4_valid = Signal()
         f4_out = Signal(counted)
-        m.d.sync += [f4_valid.eq(f3_valid), f4_out.eq(f3_out)]
+        m.d.comb += [f4_out.start.eq(f4_start), f4_out.x.eq(f4_x)]
+        with m.If(f4_end > f4_start):
+            m.d.comb += [f4_out.count.eq(f4_end - f4_start), f4_out.entries.eq(1)]
+        f5_valid = Signal()
+        f5_out = Signal(counted)
+        m.d.sync += [f5_valid.eq(f4_valid), f5_out.eq(f4_out)]
         queued = Signal(fetched)
-        m.d.comb += [queued[name].eq(f4_out[name]) for name in counted.members]
-        m.d.comb += queued.single.eq(f4_out.count <= 1)
+        m.d.comb += [queued[name].eq(f5_out[name]) for name in counted.members]
+        m.d.comb += queued.single.eq(f5_out.count <= 1)
         m.submodules.fifo = fifo = SyncFIFOBuffered(width=fetched.size, depth=self._capacity)
-        m.d.comb += [fifo.w_en.eq(f4_valid), fifo.w_data.eq(queued)]
+        m.d.comb += [fifo.w_en.eq(f5_valid), fifo.w_data.eq(queued)]
         head = Signal(fetched)
         m.d.comb += head.eq(fifo.r_data)
 
@@ -318,35 +326,44 @@ class Lane(wiring.Component):
             e1_first.eq(gen_first),
         ]
 
-        # -- The two words, out of the memories' registers (entry cycle + 1) ----------------
+        # -- The two words out of the memories' registers (entry cycle + 1), registered
+        # again beside the lane's logic (+2), as the pointers are.
         e2_valid = Signal()
-        e2_even = Signal(word_bits)
-        e2_odd_word = Signal(word_bits)
         e2_offset = Signal(range(word_bits))
         e2_odd = Signal()
         e2_x = Signal(signed(p.activation_bits))
         e2_first = Signal()
-        m.d.comb += [e2_even.eq(even_rd.data), e2_odd_word.eq(odd_rd.data)]
         m.d.sync += [
             e2_valid.eq(e1_valid), e2_offset.eq(e1_offset), e2_odd.eq(e1_odd), e2_x.eq(e1_x),
             e2_first.eq(e1_first),
         ]
+        e3_valid = Signal()
+        e3_even = Signal(word_bits)
+        e3_odd_word = Signal(word_bits)
+        e3_offset = Signal(range(word_bits))
+        e3_odd = Signal()
+        e3_x = Signal(signed(p.activation_bits))
+        e3_first = Signal()
+        m.d.sync += [
+            e3_valid.eq(e2_valid), e3_even.eq(even_rd.data), e3_odd_word.eq(odd_rd.data),
+            e3_offset.eq(e2_offset), e3_odd.eq(e2_odd), e3_x.eq(e2_x), e3_first.eq(e2_first),
+        ]
 
-        # -- The entry's bits out of the two words (entry cycle + 2) ------------------------
-        low = Mux(e2_odd, e2_odd_word, e2_even)
-        high = Mux(e2_odd, e2_even, e2_odd_word)
+        # -- The entry's bits out of the two words (entry cycle + 3) ------------------------
+        low = Mux(e3_odd, e3_odd_word, e3_even)
+        high = Mux(e3_odd, e3_even, e3_odd_word)
         raw = Signal(entry_width)
         raw_valid = Signal()
         raw_x = Signal(signed(p.activation_bits))
         raw_first = Signal()
         m.d.sync += [
-            raw.eq(Cat(low, high) >> e2_offset),
-            raw_valid.eq(e2_valid),
-            raw_x.eq(e2_x),
-            raw_first.eq(e2_first),
+            raw.eq(Cat(low, high) >> e3_offset),
+            raw_valid.eq(e3_valid),
+            raw_x.eq(e3_x),
+            raw_first.eq(e3_first),
         ]
 
-        # -- Field extraction (entry cycle + 3) ---------------------------------------------
+        # -- Field extraction (entry cycle + 4) ---------------------------------------------
         # The layer's masks and sign position are registers, not decoded from the
         # configuration in the path.
         value_mask = Signal(p.weight_bits)
@@ -373,7 +390,7 @@ class Lane(wiring.Component):
         m.d.sync += [d_valid.eq(raw_valid), d_value.eq(value), d_run.eq(run), d_x.eq(raw_x),
                      d_first.eq(raw_first)]
 
-        # -- Slot (entry cycle + 4) ---------------------------------------------------------
+        # -- Slot (entry cycle + 5) ---------------------------------------------------------
         slot = Signal(p.slot_bits)
         s4_valid = Signal()
         s4_slot = Signal(p.slot_bits)
@@ -381,7 +398,7 @@ class Lane(wiring.Component):
         m.d.sync += s4_valid.eq(d_valid)
         with m.If(d_valid):
             m.d.sync += s4_slot.eq(slot)
-        # The product's operand registers (+4) and product register (+5) are the multiplier's
+        # The product's operand registers (+5) and product register (+6) are the multiplier's
         # (on the ECP5 its DSP block's own: with fabric registers on either side, the routes
         # into and out of the DSP column were the 16-lane build's longest paths). They take
         # every cycle; only valid updates use the product.
@@ -389,8 +406,8 @@ class Lane(wiring.Component):
             signed(p.weight_bits), signed(p.activation_bits), latency=2)
         m.d.comb += [multiplier.a.eq(d_value), multiplier.b.eq(d_x)]
 
-        # -- Accumulator read and product (entry cycle + 5), read data and addend registered
-        # (+6), sum (+7) and accumulator write (+8, from a register). An update's read misses
+        # -- Accumulator read and product (entry cycle + 6), read data and addend registered
+        # (+7), sum (+8) and accumulator write (+9, from a register). An update's read misses
         # the writes of the three updates ahead of it: the third writes in the cycle of the
         # read, which returns anything then (hw/boards NO_READ_MEETS_WRITE), the other two
         # later. Rather than forward 32-bit sums past the RAM, the update adds the products

@@ -36,9 +36,9 @@ class EngineTiming:
     lanes_per_output_stage : lanes that share one output stage; a layer's output walk
         takes this many cycles per slot
     """
-    fifo_depth: int = 10
-    broadcast_latency: int = 7
-    mac_latency: int = 10
+    fifo_depth: int = 11
+    broadcast_latency: int = 8
+    mac_latency: int = 11
     output_latency: int = 12
     layer_overhead: int = 5
     lanes_per_output_stage: int = 1
