@@ -1,4 +1,5 @@
-"""A skid buffer: a stream cut by registers on payload, valid and ready."""
+"""Streams cut by registers on payload, valid and ready: a skid buffer at full rate, and a
+single register at half rate for payloads that leave their source late."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from amaranth.hdl import Module, Shape, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["SkidBuffer"]
+__all__ = ["RegisterStage", "SkidBuffer"]
 
 
 class SkidBuffer(wiring.Component):
@@ -58,4 +59,51 @@ class SkidBuffer(wiring.Component):
                 m.d.sync += [self.o.payload.eq(self.i.payload), self.o.valid.eq(self.i.valid)]
         with m.Elif(self.i.valid & ~skid_valid):         # the output stalls: keep the payload
             m.d.sync += [skid.eq(self.i.payload), skid_valid.eq(1)]
+        return m
+
+
+class RegisterStage(wiring.Component):
+    """Pass a stream through one register, at most a payload every other cycle.
+
+    ``i.payload`` goes into the register with no logic in front of it but the register's
+    enable, so a source whose data leaves late in its cycle (the read data of a block RAM,
+    as a ``SyncFIFOBuffered``'s is) has the whole cycle to reach it; a
+    :class:`SkidBuffer` puts a multiplexer there. ``i.ready`` and ``o.valid`` are the
+    register's empty and full flag, so, as in a skid buffer, no path crosses the stage.
+    Half rate suits a stream much slower than the clock (a UART's bytes).
+
+    Parameters
+    ----------
+    shape : the payload's shape
+
+    Members
+    -------
+    i : In(stream.Signature(shape))
+    o : Out(stream.Signature(shape))
+
+    Latency and back-pressure: a payload taken in cycle ``t`` is offered from ``t + 1``
+    until ``o`` takes it; the stage takes the next payload in the cycle after that.
+    """
+
+    def __init__(self, shape):
+        self._shape = Shape.cast(shape)
+        super().__init__({
+            "i": In(stream.Signature(shape)),
+            "o": Out(stream.Signature(shape)),
+        })
+
+    @property
+    def latency(self) -> int:
+        """Cycles from taking a payload to offering it."""
+        return 1
+
+    def elaborate(self, platform):
+        m = Module()
+        full = Signal()
+        m.d.comb += [self.i.ready.eq(~full), self.o.valid.eq(full)]
+        with m.If(~full):
+            with m.If(self.i.valid):
+                m.d.sync += [self.o.payload.eq(self.i.payload), full.eq(1)]
+        with m.Elif(self.o.ready):
+            m.d.sync += full.eq(0)
         return m

@@ -6,7 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..engine import Engine
 from ..parameters import EngineParameters
-from ..skid_buffer import SkidBuffer
+from ..skid_buffer import RegisterStage, SkidBuffer
 from ..uart import UART
 
 __all__ = ["SerialEngine"]
@@ -30,9 +30,13 @@ class SerialEngine(wiring.Component):
     framing_errors, overruns : Out(16)
         Bytes lost on the line (bad stop bit) or for want of room in the receive FIFO.
 
-    Each FIFO meets the engine through a :class:`SkidBuffer`, so neither a FIFO's logic (its
-    block RAM, level and enables) nor the engine's command processor sees the other's in the
-    same cycle.
+    Each FIFO meets the engine through registers, so neither a FIFO's logic (its block RAM,
+    level and enables) nor the engine's command processor sees the other's in the same
+    cycle: the transmit FIFO through a :class:`SkidBuffer`, the receive FIFO through a
+    :class:`RegisterStage`, whose payload register takes the FIFO's block RAM read with no
+    logic in between (through a skid buffer's multiplexer it was the 16-lane ULX3S build's
+    worst path, docs/fpga.md) and which passes a byte every other cycle, far above the
+    line's rate.
 
     Latency and back-pressure: the line has no flow control, so the receive FIFO must hold
     whatever the host sends while the engine does not take bytes: during a RUN (one byte per
@@ -93,10 +97,10 @@ class SerialEngine(wiring.Component):
             rx_fifo.w_en.eq(uart.rx.valid),
             uart.rx.ready.eq(1),
         ]
-        m.submodules.rx_skid = rx_skid = SkidBuffer(8)
+        m.submodules.rx_stage = rx_stage = RegisterStage(8)
         m.submodules.tx_skid = tx_skid = SkidBuffer(8)
-        wiring.connect(m, rx_fifo.r_stream, rx_skid.i)
-        wiring.connect(m, rx_skid.o, engine.i)
+        wiring.connect(m, rx_fifo.r_stream, rx_stage.i)
+        wiring.connect(m, rx_stage.o, engine.i)
         wiring.connect(m, engine.o, tx_skid.i)
         wiring.connect(m, tx_skid.o, tx_fifo.w_stream)
         wiring.connect(m, tx_fifo.r_stream, uart.tx)
