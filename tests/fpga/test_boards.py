@@ -173,7 +173,7 @@ def test_cli_build_options():
     assert args.seeds is None               # the board's placement_seeds
     assert build_parser().parse_args(["build", "--board", "ulx3s-85f", "--seeds", "3"]).seeds == 3
     assert get_board("icebreaker").placement_seeds == 4
-    assert get_board("ulx3s-85f").placement_seeds == 2
+    assert get_board("ulx3s-85f").placement_seeds == 4
     with pytest.raises(SystemExit):
         build_parser().parse_args(["build", "--board", "arty"])
 
