@@ -10,7 +10,23 @@ from amaranth.lib.wiring import In, Out
 __all__ = ["RegisterStage", "SkidBuffer"]
 
 
-class SkidBuffer(wiring.Component):
+class _RegisteredStage(wiring.Component):
+    """A stream in and out, its payload offered the cycle after it is taken."""
+
+    def __init__(self, shape):
+        self._shape = Shape.cast(shape)
+        super().__init__({
+            "i": In(stream.Signature(shape)),
+            "o": Out(stream.Signature(shape)),
+        })
+
+    @property
+    def latency(self) -> int:
+        """Cycles from taking a payload to offering it."""
+        return 1
+
+
+class SkidBuffer(_RegisteredStage):
     """Pass a stream through two plain registers, so that no path crosses it in one cycle.
 
     ``o.valid`` and ``o.payload`` come from the output register and ``i.ready`` from the
@@ -34,18 +50,6 @@ class SkidBuffer(wiring.Component):
     ``i.ready`` low until ``o`` has taken the output register's payload.
     """
 
-    def __init__(self, shape):
-        self._shape = Shape.cast(shape)
-        super().__init__({
-            "i": In(stream.Signature(shape)),
-            "o": Out(stream.Signature(shape)),
-        })
-
-    @property
-    def latency(self) -> int:
-        """Cycles from taking a payload to offering it."""
-        return 1
-
     def elaborate(self, platform):
         m = Module()
         skid_valid = Signal()
@@ -62,7 +66,7 @@ class SkidBuffer(wiring.Component):
         return m
 
 
-class RegisterStage(wiring.Component):
+class RegisterStage(_RegisteredStage):
     """Pass a stream through one register, at most a payload every other cycle.
 
     ``i.payload`` goes into the register with no logic in front of it but the register's
@@ -84,18 +88,6 @@ class RegisterStage(wiring.Component):
     Latency and back-pressure: a payload taken in cycle ``t`` is offered from ``t + 1``
     until ``o`` takes it; the stage takes the next payload in the cycle after that.
     """
-
-    def __init__(self, shape):
-        self._shape = Shape.cast(shape)
-        super().__init__({
-            "i": In(stream.Signature(shape)),
-            "o": Out(stream.Signature(shape)),
-        })
-
-    @property
-    def latency(self) -> int:
-        """Cycles from taking a payload to offering it."""
-        return 1
 
     def elaborate(self, platform):
         m = Module()
