@@ -123,13 +123,8 @@ class Lane(wiring.Component):
         m.submodules.pointer_ram = pointers = BlockRAM(p.pointer_bits, p.pointer_depth,
                                                        read_ports=2, name="pointers")
         pointer_start, pointer_end = pointers.read
-        m.d.comb += [
-            pointers.write.en.eq(self.pointer_w.en),
-            pointers.write.addr.eq(self.pointer_w.addr),
-            pointers.write.data.eq(self.pointer_w.data),
-            pointer_start.en.eq(1),
-            pointer_end.en.eq(1),
-        ]
+        wiring.connect(m, wiring.flipped(self.pointer_w), pointers.write)
+        m.d.comb += [pointer_start.en.eq(1), pointer_end.en.eq(1)]
 
         # Each entry memory has one address, the host's while it loads and the decoder's
         # otherwise (loading and computing never overlap), and no read while it is written:
@@ -326,8 +321,8 @@ class Lane(wiring.Component):
             e1_first.eq(gen_first),
         ]
 
-        # -- The two words out of the memories' registers (entry cycle + 1), registered
-        # again beside the lane's logic (+2), as the pointers are.
+        # -- The two words out of the memories' output registers (entry cycle + 2),
+        # registered again beside the lane's logic (+3), as the pointers are.
         e2_valid = Signal()
         e2_offset = Signal(range(word_bits))
         e2_odd = Signal()

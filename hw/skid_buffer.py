@@ -93,9 +93,8 @@ class RegisterStage(_RegisteredStage):
         m = Module()
         full = Signal()
         m.d.comb += [self.i.ready.eq(~full), self.o.valid.eq(full)]
-        with m.If(~full):
-            with m.If(self.i.valid):
-                m.d.sync += [self.o.payload.eq(self.i.payload), full.eq(1)]
-        with m.Elif(self.o.ready):
+        with m.If(self.i.valid & self.i.ready):          # a payload in
+            m.d.sync += [self.o.payload.eq(self.i.payload), full.eq(1)]
+        with m.Elif(self.o.valid & self.o.ready):        # a payload out
             m.d.sync += full.eq(0)
         return m
