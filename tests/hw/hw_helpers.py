@@ -1,9 +1,12 @@
-"""Shared pieces of the gateware tests: small random integer models and their loading."""
+"""Shared pieces of the gateware tests: small random integer models and their loading, and the
+primitives a component becomes on the ECP5."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
-from amaranth.hdl import Const
+from amaranth.hdl import Const, Fragment, Instance
 
 from sparsemac.hw.core import LoadTarget
 from sparsemac.hw.parameters import EngineParameters, layer_layout, row_param_layout
@@ -67,3 +70,9 @@ def core_writes(image, params: EngineParameters, timing):
                 data = int(item)
             words.append((_TARGETS[write.target], write.lane, write.address + offset, data))
     return words
+
+
+def ecp5_instances(component) -> list[tuple[str, Instance]]:
+    """(name, instance) of each primitive ``component`` elaborates into on an ECP5 platform."""
+    fragment = Fragment.get(component, SimpleNamespace(family="ecp5"))
+    return [(name, sub) for sub, name, _ in fragment.subfragments if isinstance(sub, Instance)]

@@ -6,12 +6,11 @@ no simulation model of the block; the board build places and times it)."""
 from __future__ import annotations
 
 import random
-from types import SimpleNamespace
 
 import pytest
-from amaranth.hdl import Fragment, Instance
 from amaranth.sim import Simulator
 
+from hw_helpers import ecp5_instances
 from sparsemac.hw.block_ram import BlockRAM
 
 
@@ -66,9 +65,7 @@ def test_reads_show_their_word_two_cycles_later(width, depth, read_ports):
 
 def _ecp5_blocks(width, depth, read_ports=1):
     dut = BlockRAM(width, depth, read_ports=read_ports, name="memory")
-    fragment = Fragment.get(dut, SimpleNamespace(family="ecp5"))
-    blocks = [(name, sub) for sub, name, _ in fragment.subfragments if isinstance(sub, Instance)]
-    return dut, blocks
+    return dut, ecp5_instances(dut)
 
 
 @pytest.mark.parametrize("width, depth, read_ports, block_width, lsb, blocks_per_port", [

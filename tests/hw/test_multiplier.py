@@ -6,12 +6,12 @@ it)."""
 from __future__ import annotations
 
 import random
-from types import SimpleNamespace
 
 import pytest
-from amaranth.hdl import Fragment, Instance, signed, unsigned
+from amaranth.hdl import signed, unsigned
 from amaranth.sim import Simulator
 
+from hw_helpers import ecp5_instances
 from sparsemac.hw.multiplier import PipelinedMultiplier
 
 
@@ -62,11 +62,9 @@ def test_exact_products_latency_cycles_later(a_shape, b_shape, latency):
 
 
 def _ecp5_instance(a_shape, b_shape, latency=3):
-    dut = PipelinedMultiplier(a_shape, b_shape, latency=latency)
-    fragment = Fragment.get(dut, SimpleNamespace(family="ecp5"))
-    instances = [sub for sub, _, _ in fragment.subfragments if isinstance(sub, Instance)]
+    instances = ecp5_instances(PipelinedMultiplier(a_shape, b_shape, latency=latency))
     assert len(instances) == 1
-    return instances[0]
+    return instances[0][1]
 
 
 @pytest.mark.parametrize("latency", [2, 3])
