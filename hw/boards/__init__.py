@@ -118,11 +118,11 @@ ONE_HOT_STATE_MACHINES = "setattr -unset init w:*fsm_state"
 
 #: Memories in which a read never meets a write to its address, or whose logic does not use
 #: what such a read returns: the ones written over the load bus (only while the core is
-#: idle), the activation banks (a layer reads one buffer and writes the other) and the
-#: lanes' accumulators (an update's read that meets a write of the same slot takes that
-#: write's sum instead, hw/lane.py).
+#: idle), the activation banks (a layer reads one buffer and writes the other), the lanes'
+#: accumulators (an update's read that meets a write of the same slot takes that write's
+#: sum instead, hw/lane.py) and the UART's FIFOs (a word is read after it is written).
 NO_READ_MEETS_WRITE = ("bank*", "params", "layer_table", "pointers", "even", "odd",
-                       "accumulators")
+                       "accumulators", "rx_bytes", "tx_bytes")
 
 
 def _collision_x_mask(memories: tuple[str, ...]) -> tuple[str, ...]:

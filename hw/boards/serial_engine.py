@@ -1,9 +1,10 @@
 """The engine behind a UART: what every board top holds, and what the pty test simulates."""
 
 from amaranth.hdl import Module
-from amaranth.lib import fifo, wiring
+from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from ..block_ram_fifo import BlockRAMFIFO
 from ..engine import Engine
 from ..parameters import EngineParameters
 from ..skid_buffer import RegisterStage, SkidBuffer
@@ -19,7 +20,8 @@ class SerialEngine(wiring.Component):
     ----------
     params : EngineParameters
     divisor : clock cycles per UART bit (:func:`sparsemac.hw.uart.uart_divisor`)
-    rx_fifo_depth, tx_fifo_depth : bytes buffered from and to the line
+    rx_fifo_depth, tx_fifo_depth : bytes each FIFO's block RAM buffers from and to the line
+        (the FIFO holds :attr:`BlockRAMFIFO.OUTPUT_WORDS` more in its output registers)
 
     Members
     -------
@@ -30,13 +32,13 @@ class SerialEngine(wiring.Component):
     framing_errors, overruns : Out(16)
         Bytes lost on the line (bad stop bit) or for want of room in the receive FIFO.
 
-    Each FIFO meets the engine through registers, so neither a FIFO's logic (its block RAM,
-    level and enables) nor the engine's command processor sees the other's in the same
-    cycle: the transmit FIFO through a :class:`SkidBuffer`, the receive FIFO through a
-    :class:`RegisterStage`, whose payload register takes the FIFO's block RAM read with no
-    logic in between (through a skid buffer's multiplexer it was the 16-lane ULX3S build's
-    worst path, docs/fpga.md) and which passes a byte every other cycle, far above the
-    line's rate.
+    Each FIFO is a :class:`BlockRAMFIFO`, whose output comes from registers (a
+    ``SyncFIFOBuffered``'s block RAM read, late out of the block, was the 16-lane ULX3S
+    build's worst path at one seed, docs/fpga.md), and meets the engine through registers,
+    so neither a FIFO's logic (its level and enables) nor the engine's command processor
+    sees the other's in the same cycle: the transmit FIFO through a :class:`SkidBuffer`, the
+    receive FIFO through a :class:`RegisterStage`, which passes a byte every other cycle,
+    far above the line's rate.
 
     Latency and back-pressure: the line has no flow control, so the receive FIFO must hold
     whatever the host sends while the engine does not take bytes: during a RUN (one byte per
@@ -87,14 +89,14 @@ class SerialEngine(wiring.Component):
         m = Module()
         m.submodules.engine = engine = self._engine
         m.submodules.uart = uart = self._uart
-        m.submodules.rx_fifo = rx_fifo = fifo.SyncFIFOBuffered(width=8, depth=self._rx_depth)
-        m.submodules.tx_fifo = tx_fifo = fifo.SyncFIFOBuffered(width=8, depth=self._tx_depth)
+        m.submodules.rx_fifo = rx_fifo = BlockRAMFIFO(8, self._rx_depth, name="rx_bytes")
+        m.submodules.tx_fifo = tx_fifo = BlockRAMFIFO(8, self._tx_depth, name="tx_bytes")
 
         # Received bytes: the UART's stream into the FIFO; a full FIFO loses the byte.
-        lost = uart.rx.valid & ~rx_fifo.w_rdy
+        lost = uart.rx.valid & ~rx_fifo.w_stream.ready
         m.d.comb += [
-            rx_fifo.w_data.eq(uart.rx.payload),
-            rx_fifo.w_en.eq(uart.rx.valid),
+            rx_fifo.w_stream.payload.eq(uart.rx.payload),
+            rx_fifo.w_stream.valid.eq(uart.rx.valid),
             uart.rx.ready.eq(1),
         ]
         m.submodules.rx_stage = rx_stage = RegisterStage(8)
