@@ -125,6 +125,15 @@ NO_READ_MEETS_WRITE = ("bank*", "params", "layer_table", "pointers", "even", "od
                        "accumulators", "rx_bytes", "tx_bytes")
 
 
+#: Each lane synthesised as a module of its own (the ECP5's 16 lanes). Flattened, the
+#: lanes' registers with the same inputs (their copies of the layer's configuration and of
+#: the broadcast column) become one register, Yosys' ``opt_merge``, and so does the logic
+#: after them: the 16-lane build's worst path at two seeds of four was a lane's pointer
+#: adder that all lanes shared, 6.95 ns of routing to another lane's block RAM. Apart, the
+#: lanes take 3,364 LUTs and 2,425 flip-flops more (docs/fpga.md).
+SEPARATE_LANES = "setattr -mod -set keep_hierarchy 1 *.core.lane* *.core.lane*.* %d"
+
+
 def _collision_x_mask(memories: tuple[str, ...]) -> tuple[str, ...]:
     """Yosys commands telling it that a read of these memories in the cycle of a write to
     the same address may return anything. Without them Yosys emulates Amaranth's
@@ -178,7 +187,7 @@ BOARDS: dict[str, Board] = {
         max_output_stages=16,
         # One-hot state machines as on the iCEBreaker: with binary-coded states the command
         # processor's decoded state was the 16-lane build's critical path.
-        synth_script=(ONE_HOT_STATE_MACHINES,
+        synth_script=(ONE_HOT_STATE_MACHINES, SEPARATE_LANES,
                       *_collision_x_mask(NO_READ_MEETS_WRITE)),
         nextpnr_args=("--85k", "--package", "CABGA381", "--speed", "6"),
         # At dd8f560 seeds 1 to 4 reach 93.6 / 99.3 / 107.3 / 104.6 MHz (docs/fpga.md).

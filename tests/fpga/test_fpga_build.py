@@ -53,6 +53,10 @@ def test_small_engine_places_and_routes(tmp_path, capsys, board, expect):
     # emulation (NO_READ_MEETS_WRITE names every memory that would).
     synthesis = (tmp_path / "build" / "yosys.log").read_text()
     assert "emulate_read_first" not in synthesis and "emulate_transparency" not in synthesis
+    # On the ECP5 each lane stays a module of its own (SEPARATE_LANES), elsewhere flattened.
+    stat = json.loads((tmp_path / "build" / "sparsemac.stat.json").read_text())
+    lanes = [name for name in stat["modules"] if name.endswith(".core.lane0")]
+    assert len(lanes) == (1 if board == "ulx3s-85f" else 0), list(stat["modules"])
     recorded = json.loads((tmp_path / "build" / "build.json").read_text())
     assert recorded["report"]["stage"] == "pnr" and recorded["params"]["lanes"] == 1
     # The same design from the command line, another seed: the synthesis is reused.
