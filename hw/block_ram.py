@@ -34,6 +34,15 @@ def ReadSignature(addr_bits: int, data_bits: int) -> wiring.Signature:
     })
 
 
+def require_positive(component: wiring.Component, what: str, **values) -> None:
+    """Refuse ``values`` (a memory's shape) unless each is a positive integer."""
+    for name, value in values.items():
+        if not isinstance(value, int) or value < 1:
+            component._MustUse__silence = True   # refused: no "never used" warning later
+            raise ValueError(f"{what} {name.replace('_', ' ')} must be a positive integer, "
+                             f"not {value!r}")
+
+
 def _dp16kd_mode(depth: int) -> tuple[int, int] | None:
     """The widest DP16KD data width whose depth holds ``depth`` words, and that depth."""
     fitting = [(width, words) for width, words in _DP16KD_MODES if words >= depth]
@@ -80,10 +89,8 @@ class BlockRAM(wiring.Component):
     LATENCY = 2
 
     def __init__(self, width: int, depth: int, *, read_ports: int = 1, name: str):
-        for what, value in (("width", width), ("depth", depth), ("read port count", read_ports)):
-            if not isinstance(value, int) or value < 1:
-                self._MustUse__silence = True       # refused: no "never used" warning later
-                raise ValueError(f"Block RAM {what} must be a positive integer, not {value!r}")
+        require_positive(self, "Block RAM", width=width, depth=depth,
+                         read_port_count=read_ports)
         self._width = width
         self._depth = depth
         self._name = name

@@ -6,7 +6,7 @@ from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .block_ram import BlockRAM
+from .block_ram import BlockRAM, require_positive
 
 __all__ = ["BlockRAMFIFO"]
 
@@ -53,10 +53,7 @@ class BlockRAMFIFO(wiring.Component):
     OUTPUT_WORDS = BlockRAM.LATENCY + 2
 
     def __init__(self, width: int, depth: int, *, name: str = "storage"):
-        for what, value in (("width", width), ("depth", depth)):
-            if not isinstance(value, int) or value < 1:
-                self._MustUse__silence = True       # refused: no "never used" warning later
-                raise ValueError(f"FIFO {what} must be a positive integer, not {value!r}")
+        require_positive(self, "FIFO", width=width, depth=depth)
         self._width = width
         self._depth = depth
         self._name = name
