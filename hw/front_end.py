@@ -95,8 +95,13 @@ class FrontEnd(wiring.Component):
         # The layer's columns from the group after the following one on (negative past the
         # end): each group's in-layer test is then this register against a constant.
         columns_after = Signal(signed(p.column_bits + 2))
-        mask = Signal(lanes)
-        # Whether the mask is empty or holds at most one nonzero, kept beside it, so that the
+        # The current group's pending nonzeros: the lowest, one-hot, and the others. Both are
+        # registers, so the carry chain that splits off the lowest is before them and not in
+        # the path from them through the value's selection into the broadcast's register (on
+        # the 16-lane ULX3S, that path crossed the device after the chain).
+        lowest = Signal(lanes)
+        others = Signal(lanes)
+        # Whether none or at most one nonzero is pending, kept beside them, so that the
         # decision to move on is one gate after the ready register.
         empty = Signal()
         last = Signal()
@@ -119,14 +124,18 @@ class FrontEnd(wiring.Component):
         for lane in range(lanes):
             m.d.comb += incoming[lane].eq((following[lane] != 0) & live[lane])
 
-        # The lowest pending nonzero of the current group, one-hot (a carry chain, not a
-        # priority chain), and the mask without it.
-        lowest = Signal(lanes)
-        remaining = Signal(lanes)
-        m.d.comb += [
-            remaining.eq(mask & (mask - 1)),
-            lowest.eq(mask & ~remaining),
-        ]
+        def split_lowest(bits, name):
+            """The lowest set bit of ``bits``, one-hot, and the others: a carry chain, not a
+            priority chain."""
+            first = Signal(lanes, name=f"{name}_lowest")
+            rest = Signal(lanes, name=f"{name}_others")
+            m.d.comb += [rest.eq(bits & (bits - 1)), first.eq(bits & ~rest)]
+            return first, rest
+
+        # What the registers take next: from the following group, or after a transfer.
+        incoming_lowest, incoming_others = split_lowest(incoming, "incoming")
+        next_lowest, next_others = split_lowest(others, "next")
+
         pick = Signal(range(lanes))
         value = Signal(signed(p.activation_bits))
         for bit in range(len(pick)):
@@ -153,9 +162,10 @@ class FrontEnd(wiring.Component):
             with m.If(empty | (self.o.ready & last)):
                 m.d.comb += advance.eq(1)
             with m.Elif(self.o.ready):
-                # What is left after this transfer holds at most one nonzero if the mask now
-                # holds at most two.
-                m.d.sync += [mask.eq(remaining), last.eq(ones_up_to_3(mask) <= 2)]
+                # What is left after this transfer holds at most one nonzero if the others
+                # hold at most one now.
+                m.d.sync += [lowest.eq(next_lowest), others.eq(next_others),
+                             last.eq(ones_up_to_3(others) <= 1)]
 
         # Groups are read in order, so the read address is a register: a counter, group + 3
         # while scanning, back at zero between layers.
@@ -180,7 +190,8 @@ class FrontEnd(wiring.Component):
             m.d.sync += [
                 phase.eq(_Phase.SCAN),
                 current.eq(following),
-                mask.eq(incoming),
+                lowest.eq(incoming_lowest),
+                others.eq(incoming_others),
                 empty.eq(incoming == 0),
                 last.eq(ones_up_to_3(incoming) <= 1),
                 following.eq(self.rd_data),
