@@ -128,10 +128,11 @@ class OutputStage(wiring.Component):
         m.d.sync += [s1_valid.eq(self.en), s1_lane.eq(self.lane), s1_slot.eq(self.slot)]
         s1_acc = Signal.like(self.acc)
         m.d.sync += s1_acc.eq(self.acc)
-        m.d.comb += [
-            row.eq(self.param_base + s1_slot),
-            row_rd.addr.eq(Cat(s1_lane[:lane_bits], row)),
-        ]
+        # The parameter row's address is added before its register: the stages' slot
+        # registers hold the same values, Yosys merges them, and one adder after them fed
+        # every stage's parameter block RAM (6.2 ns of routing on the 16-lane ULX3S).
+        m.d.sync += row.eq(self.param_base + self.slot)
+        m.d.comb += row_rd.addr.eq(Cat(s1_lane[:lane_bits], row))
 
         # Cycle +2: the record's accumulator, through the lane select, and its parameters,
         # both registered.
