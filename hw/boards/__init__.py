@@ -190,7 +190,8 @@ BOARDS: dict[str, Board] = {
         synth_script=(ONE_HOT_STATE_MACHINES, SEPARATE_LANES,
                       *_collision_x_mask(NO_READ_MEETS_WRITE)),
         nextpnr_args=("--85k", "--package", "CABGA381", "--speed", "6"),
-        # At dd8f560 seeds 1 to 4 reach 93.6 / 99.3 / 107.3 / 104.6 MHz (docs/fpga.md).
+        # At 5bba24d seeds 1, 3 and 4 reach 106.0 / 96.9 / 107.5 MHz, seed 2 routes slowly
+        # (docs/fpga.md).
         placement_seeds=4, module="ulx3s"),
 }
 
