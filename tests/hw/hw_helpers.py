@@ -1,5 +1,5 @@
-"""Shared pieces of the gateware tests: small random integer models and their loading, and the
-primitives a component becomes on the ECP5."""
+"""Shared pieces of the gateware tests: small random integer models and their loading, the
+primitives a component becomes on the ECP5, and a clocked simulation run."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import numpy as np
 from amaranth.hdl import Const, Fragment, Instance
+from amaranth.sim import Simulator
 
 from sparsemac.hw.core import LoadTarget
 from sparsemac.hw.parameters import EngineParameters, layer_layout, row_param_layout
@@ -76,3 +77,12 @@ def ecp5_instances(component) -> list[tuple[str, Instance]]:
     """(name, instance) of each primitive ``component`` elaborates into on an ECP5 platform."""
     fragment = Fragment.get(component, SimpleNamespace(family="ecp5"))
     return [(name, sub) for sub, name, _ in fragment.subfragments if isinstance(sub, Instance)]
+
+
+def run_clocked(dut, *testbenches) -> None:
+    """Simulate ``dut`` on a 1 MHz clock until every testbench has returned."""
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    for testbench in testbenches:
+        sim.add_testbench(testbench)
+    sim.run()

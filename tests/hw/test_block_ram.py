@@ -8,9 +8,8 @@ from __future__ import annotations
 import random
 
 import pytest
-from amaranth.sim import Simulator
 
-from hw_helpers import ecp5_instances
+from hw_helpers import ecp5_instances, run_clocked
 from sparsemac.hw.block_ram import BlockRAM
 
 
@@ -57,10 +56,7 @@ def test_reads_show_their_word_two_cycles_later(width, depth, read_ports):
                 for index, port in enumerate(dut.read):
                     assert ctx.get(port.data) == shown[0][index], f"cycle {cycle} port {index}"
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
+    run_clocked(dut, bench)
 
 
 def _ecp5_blocks(width, depth, read_ports=1):

@@ -7,16 +7,9 @@ import random
 from collections import deque
 
 import pytest
-from amaranth.sim import Simulator
 
+from hw_helpers import run_clocked
 from sparsemac.hw.block_ram_fifo import BlockRAMFIFO
-
-
-def _run(dut, bench):
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
 
 
 @pytest.mark.parametrize("width, depth, offer, take", [
@@ -61,7 +54,7 @@ def test_every_word_out_once_in_order(width, depth, offer, take):
         assert not sent, f"{len(sent)} words never came out"
         assert received > 100
 
-    _run(dut, bench)
+    run_clocked(dut, bench)
 
 
 @pytest.mark.parametrize("depth", [1, 6, 64])
@@ -88,7 +81,7 @@ def test_holds_its_depth_then_refuses(depth):
             await ctx.tick()
         assert out == [n & 0xFF for n in range(dut.depth)]
 
-    _run(dut, bench)
+    run_clocked(dut, bench)
 
 
 def test_a_word_per_cycle_and_first_word_after_four():
@@ -110,7 +103,7 @@ def test_a_word_per_cycle_and_first_word_after_four():
         assert outs == [n & 0xFF for n in range(len(outs))]
         assert len(outs) == 200 - 4            # one word every cycle from the first on
 
-    _run(dut, bench)
+    run_clocked(dut, bench)
 
 
 @pytest.mark.parametrize("width, depth", [(0, 4), (8, 0), (8, 2.5)])

@@ -5,8 +5,8 @@ from __future__ import annotations
 import random
 
 import pytest
-from amaranth.sim import Simulator
 
+from hw_helpers import run_clocked
 from sparsemac.hw.broadcast import Broadcast
 from sparsemac.hw.parameters import EngineParameters
 
@@ -52,8 +52,5 @@ def test_ready_counts_each_lanes_credits(seed):
             held = [h + bool(offer and ready) - t for h, t in zip(held, takes)]
             await ctx.tick()
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
+    run_clocked(dut, bench)
     assert transfers, f"seed {seed}: nothing was transferred"

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from sparsemac.hw.core import Core, LoadTarget
 from sparsemac.hw.parameters import EngineParameters
 from sparsemac.sw.golden import run_golden
 
-from hw_helpers import core_writes, pack, random_input, random_layer
+from hw_helpers import core_writes, pack, random_input, random_layer, run_clocked
 
 
 async def load_core(ctx, core, writes):
@@ -81,10 +80,7 @@ def simulate_model(params, image, inputs):
             out[rows[rows >= 0]] = physical[rows >= 0]
             results.append((out, cycles))
 
-    sim = Simulator(core)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
+    run_clocked(core, bench)
     return results, timing
 
 

@@ -6,14 +6,13 @@ import random
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from sparsemac.hw.lane import Lane
 from sparsemac.hw.parameters import EngineParameters
 from sparsemac.sw.golden import EngineTiming, layer_matrix
 from sparsemac.sw.protocol import Target, memory_writes
 
-from hw_helpers import build_info, pack, random_input, random_layer
+from hw_helpers import build_info, pack, random_input, random_layer, run_clocked
 
 
 def run_lane(params, layer, lane, x, valid_probability, seed):
@@ -70,10 +69,7 @@ def run_lane(params, layer, lane, x, valid_probability, seed):
             accumulators.append(ctx.get(dut.out_data))
         ctx.set(dut.out_en, 0)
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
+    run_clocked(dut, bench)
     matrix = layer_matrix(packed)[lane * packed.slots:(lane + 1) * packed.slots]
     expect = matrix @ np.asarray(x, dtype=np.int64)
     work = np.maximum(packed.column_entries[lane], 1)

@@ -9,9 +9,8 @@ import random
 
 import pytest
 from amaranth.hdl import signed, unsigned
-from amaranth.sim import Simulator
 
-from hw_helpers import ecp5_instances
+from hw_helpers import ecp5_instances, run_clocked
 from sparsemac.hw.multiplier import PipelinedMultiplier
 
 
@@ -55,10 +54,7 @@ def test_exact_products_latency_cycles_later(a_shape, b_shape, latency):
                 a, b = operands[cycle + 1 - dut.latency]
                 assert ctx.get(dut.p) == a * b, f"{a} * {b}"
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
+    run_clocked(dut, bench)
 
 
 def _ecp5_instance(a_shape, b_shape, latency=3):

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from amaranth.sim import Simulator
 
+from hw_helpers import run_clocked
 from sparsemac.hw.power_on_reset import PowerOnReset
 
 
@@ -21,10 +21,7 @@ def reset_trace(cycles, locked_trace):
             await ctx.tick()
             trace.append(ctx.get(dut.reset))
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
+    run_clocked(dut, bench)
     return trace
 
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import random
 
 import pytest
-from amaranth.sim import Simulator
 
+from hw_helpers import run_clocked
 from sparsemac.hw.skid_buffer import RegisterStage, SkidBuffer
 
 
@@ -45,11 +45,7 @@ def test_random_gaps_and_back_pressure(stage, cycles_per_payload, seed, gaps, st
             if valid and ready:
                 received.append(payload)
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(producer)
-    sim.add_testbench(consumer)
-    sim.run()
+    run_clocked(dut, producer, consumer)
     assert received == sent, f"seed {seed}"
     if gaps == stalls == 0:
         assert cycles[0] <= cycles_per_payload * len(sent) + 2, f"seed {seed}: too slow"
@@ -71,10 +67,7 @@ def test_ready_is_registered():
         await ctx.tick()                      # ... the cycle after the transfer does
         assert ctx.get(dut.i.ready)
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
+    run_clocked(dut, bench)
 
 
 def test_register_stage_ports_are_registers():
@@ -101,7 +94,4 @@ def test_register_stage_ports_are_registers():
             ctx.set(dut.o.ready, 0)
             await ctx.tick()
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
+    run_clocked(dut, bench)
