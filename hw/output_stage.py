@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -94,7 +94,7 @@ class OutputStage(wiring.Component):
         })
 
     #: Cycles from issuing a slot to its output on ``o``.
-    LATENCY = 12
+    LATENCY = 13
 
     @property
     def latency(self) -> int:
@@ -196,34 +196,35 @@ class OutputStage(wiring.Component):
         s3_slot = Signal.like(self.slot)
         s3_lane = Signal.like(self.lane)
         s3_product = Signal(signed(p.accumulator_bits + 1 + MULTIPLIER_BITS + 1))
-        # The shifter's amount (shift - 1) and whether to shift, registered here rather than
-        # computed in the shifter's path (on the UP5K, the subtraction was its longest part).
-        s3_shift_less = Signal(6)
+        # The shifter's amount (shift - 1, or 0 for no shift) and whether to round,
+        # registered here rather than computed in the shifter's path (on the UP5K, the
+        # subtraction was its longest part).
+        s3_amount = Signal(6)
         s3_shifts = Signal()
         m.d.sync += [
             s3_valid.eq(q_valid),
             s3_slot.eq(q_slot),
             s3_lane.eq(q_lane),
             s3_product.eq((q_high << low_bits) + q_low),
-            s3_shift_less.eq(q_shift - 1),
+            s3_amount.eq(Mux(q_shift != 0, q_shift - 1, 0)),
             s3_shifts.eq(q_shift != 0),
         ]
 
-        # Cycles +8 to +10: shift, then round half up. For shift > 0,
+        # Cycles +8 to +11: shift in two steps, then round half up. For shift > 0,
         # (x + 2**(s-1)) >> s == ((x >> (s-1)) + 1) >> 1, which needs no 64-bit rounding term.
+        # The shift by the amount's multiple of 8 first, then by the rest: a 50-bit shift by
+        # 0 to 63 in one cycle was six levels of logic, the 16-lane ECP5 build's worst path
+        # at two placement seeds of four.
         width = s3_product.shape().width
-        sh_valid = Signal()
-        sh_slot = Signal.like(self.slot)
-        sh_lane = Signal.like(self.lane)
+        coarse_valid, coarse_slot, coarse_lane, coarse_round, coarse_fine = registered(
+            "coarse", valid=s3_valid, slot=s3_slot, lane=s3_lane, round=s3_shifts,
+            fine=s3_amount[:3])
+        coarse = Signal(signed(width))
+        m.d.sync += coarse.eq(s3_product >> Cat(Const(0, 3), s3_amount[3:]))
+        sh_valid, sh_slot, sh_lane, sh_round = registered(
+            "sh", valid=coarse_valid, slot=coarse_slot, lane=coarse_lane, round=coarse_round)
         sh_partial = Signal(signed(width))
-        sh_round = Signal()
-        m.d.sync += [
-            sh_valid.eq(s3_valid),
-            sh_slot.eq(s3_slot),
-            sh_lane.eq(s3_lane),
-            sh_partial.eq(Mux(s3_shifts, s3_product >> s3_shift_less, s3_product)),
-            sh_round.eq(s3_shifts),
-        ]
+        m.d.sync += sh_partial.eq(coarse >> coarse_fine)
         # The rounding increment's carry chain in two halves, one a cycle (on the UP5K, one
         # 51-bit chain was a path of its own).
         half = width // 2
@@ -238,7 +239,7 @@ class OutputStage(wiring.Component):
         s4_scaled = Signal(signed(width + 1))
         m.d.sync += s4_scaled.eq(Mux(inc_round, incremented >> 1, incremented))
 
-        # Cycle +11: clamp (ReLU is a clamp at 0). The value fits the activation width when
+        # Cycle +12: clamp (ReLU is a clamp at 0). The value fits the activation width when
         # its bits from the activation's sign bit up are all equal: a wide AND and OR, not a
         # comparison along a 50-bit carry chain.
         lo, hi = signed_range(p.activation_bits)

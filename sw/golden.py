@@ -39,7 +39,7 @@ class EngineTiming:
     fifo_depth: int = 11
     broadcast_latency: int = 8
     mac_latency: int = 11
-    output_latency: int = 12
+    output_latency: int = 13
     layer_overhead: int = 5
     lanes_per_output_stage: int = 1
 

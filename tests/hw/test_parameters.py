@@ -41,7 +41,7 @@ def test_engine_construction():
     engine = Engine(lanes=3, fifo_depth=6)
     assert engine.params == EngineParameters(lanes=3, fifo_depth=6)
     assert engine.timing == EngineTiming(fifo_depth=13, broadcast_latency=8, mac_latency=11,
-                                         output_latency=12, layer_overhead=5)
+                                         output_latency=13, layer_overhead=5)
     assert engine.build_info.lanes == 3
     shared = Engine(lanes=6, lanes_per_output_stage=3)
     assert shared.params.output_stages == 2
