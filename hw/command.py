@@ -280,6 +280,7 @@ class CommandProcessor(wiring.Component):
         run_range_bad = Signal()
         run_missing = Signal()
         output_count = item[0:32]
+        count_bits = (lanes * p.bank_depth).bit_length()
         output_count_bad = Signal()
         missing = Signal()
         for k in range(p.layer_depth):
@@ -289,7 +290,10 @@ class CommandProcessor(wiring.Component):
             run_end.eq(first + count),
             run_range_bad.eq((count == 0) | (run_end > p.layer_depth)),
             run_missing.eq(missing),
-            output_count_bad.eq(output_count > result_count),
+            # Compared on the bits a result's count needs (those above must be zero), as
+            # _below does with a constant: the 32-bit comparison was the UP5K's worst path.
+            output_count_bad.eq((output_count[count_bits:] != 0)
+                                | (output_count[:count_bits] > result_count[:count_bits])),
         ]
         verdict = Signal(8)
         verdict_ok = Signal()                      # verdict == OK, kept as a register

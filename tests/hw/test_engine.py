@@ -191,6 +191,8 @@ def test_errors_are_answered():
         await host.expect(ctx, proto.write_input_command(x, 8))
         await host.expect(ctx, proto.run_command(0, 1))
         await host.expect(ctx, proto.read_output_command(5), Status.BAD_ADDRESS)
+        # A count whose low bits alone are within the result (the check's two halves).
+        await host.expect(ctx, proto.read_output_command(1 << 20), Status.BAD_ADDRESS)
         first = await host.expect(ctx, proto.read_output_command(4))
         # A soft reset keeps the model but forgets the input and the result.
         await host.expect(ctx, proto.reset_command())

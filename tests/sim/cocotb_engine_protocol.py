@@ -338,6 +338,8 @@ async def run_and_read_refusals(dut):
                        Status.BAD_ADDRESS, then_works=False)
     await case.refused("READ_OUTPUT of 2**32 - 1", read_output_command(0xFFFFFFFF),
                        Status.BAD_ADDRESS, then_works=False)
+    await case.refused("READ_OUTPUT of 2**20 + 1", read_output_command((1 << 20) + 1),
+                       Status.BAD_ADDRESS, then_works=False)
     await case.refused("READ_OUTPUT of none", read_output_command(0), Status.OK,
                        then_works=False)
     whole = await bench.expect(read_output_command(n), Status.OK, "READ_OUTPUT of all")
