@@ -455,10 +455,14 @@ class Lane(wiring.Component):
         clear_en = Signal()
         clear_addr = Signal(range(p.bank_depth))
         m.d.sync += [clear_en.eq(self.out_en), clear_addr.eq(self.out_addr)]
-        with m.If(self.out_en):
-            m.d.comb += acc_rd.addr.eq(self.out_addr)
-        with m.Else():
+        # The read address is the update's while one is in s4, the output stage's otherwise
+        # (it reads only while the lane is drained): a register of the lane's own selects it.
+        # Selected by ``out_en``, the core's walk register reached all 16 lanes' read
+        # addresses through two LUTs (a worst path of the 16-lane ULX3S build).
+        with m.If(s4_valid):
             m.d.comb += acc_rd.addr.eq(s4_slot)
+        with m.Else():
+            m.d.comb += acc_rd.addr.eq(self.out_addr)
         with m.If(clear_en):
             m.d.comb += [acc_wr.en.eq(1), acc_wr.addr.eq(clear_addr), acc_wr.data.eq(0)]
         with m.Else():
