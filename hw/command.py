@@ -333,6 +333,7 @@ class CommandProcessor(wiring.Component):
         length_four = Signal()
         input_fits = Signal()
         header_fits = Signal()
+        length_header = Signal()                    # a WRITE with no items
         length_bad = Signal()
         m.d.sync += [
             length_big.eq(~_at_most(length, MAX_PAYLOAD)),
@@ -342,6 +343,7 @@ class CommandProcessor(wiring.Component):
             input_fits.eq(_at_most(length, lanes * p.bank_depth * act_bytes)
                           & ~(length[0] & (act_bytes == 2))),
             header_fits.eq(~_below(length, WRITE_HEADER)),
+            length_header.eq(length == WRITE_HEADER),
         ]
         with m.Switch(opcode):
             with m.Case(Opcode.INFO, Opcode.STATUS, Opcode.RESET):
@@ -485,7 +487,7 @@ class CommandProcessor(wiring.Component):
                             last_byte.eq(item_last),
                             address.eq(item[16:48]), written.eq(0), index.eq(0),
                         ]
-                        set_remaining(length - WRITE_HEADER, length == WRITE_HEADER)
+                        set_remaining(length - WRITE_HEADER, length_header)
                         m.next = "WriteBytes"
 
             with m.State("CoreStart"):                  # the core sees the registered pulse

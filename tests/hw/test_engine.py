@@ -166,6 +166,10 @@ def test_errors_are_answered():
         written = await host.expect(ctx, proto.write_command(Target.POINTER, 0, 0, b"\0" * 6),
                                     Status.BAD_LENGTH)
         assert written == struct.pack("<I", 1)
+        # A WRITE of no items writes none, and the next command is read from its end.
+        written = await host.expect(ctx, proto.write_command(Target.POINTER, 0, 0, b""))
+        assert written == struct.pack("<I", 0)
+        await host.expect(ctx, proto.run_command(0, 0), Status.BAD_VALUE)
         await host.expect(ctx, proto.write_command(Target.POINTER, 0, 0,
                                                    struct.pack("<I", 1 << 30)), Status.BAD_VALUE)
         too_wide = proto.encode_row_params(np.array([1 << 40]), np.array([1]), np.array([0]))
