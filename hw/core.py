@@ -324,9 +324,10 @@ class Core(wiring.Component):
         drain = Signal(range(timing.output_latency + 1))
         m.d.comb += table_rd.addr.eq(layer)
         # Whether the sequencer is in Clear or in Output, as registers set and cleared with
-        # its transitions: they select every lane's accumulator read address, and decoding
-        # the state there put the sequencer's state register into the read address of all
-        # 16 lanes' block RAMs (the ULX3S build's critical path).
+        # its transitions: they make every lane's ``out_en`` (the read's clear a cycle
+        # later), and decoding the state there had put the sequencer's state register into
+        # the read address of all 16 lanes' block RAMs (the ULX3S build's critical path;
+        # each lane now selects that address by its own update valid, hw/lane.py).
         clearing = Signal()
         walking = Signal()
         final_slot = Signal()      # slot + 1 >= config.slots, kept as a register for the walk
