@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Signal, signed, unsigned
 from amaranth.lib import data, enum, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -291,7 +291,7 @@ class Core(wiring.Component):
         idle_before = Signal()
         broadcast_before = Signal()
         m.d.sync += broadcast_before.eq(front_end.o.valid & front_end.o.ready)
-        m.d.comb += idle_before.eq(~broadcast_before)
+        lanes_idle = []
         for stage in stages:
             m.d.comb += [stage.param_base.eq(config.param_base), stage.relu.eq(config.relu)]
         for index in range(lanes):
@@ -310,8 +310,10 @@ class Core(wiring.Component):
             m.d.comb += stage.acc[local].eq(lane.out_data)
             lane_idle = Signal(name=f"lane_idle{index}")
             m.d.sync += lane_idle.eq(lane.free & broadcast.empty[index])
-            with m.If(~lane_idle):
-                m.d.comb += idle_before.eq(0)
+            lanes_idle.append(lane_idle)
+        # One AND of all the flags, which Yosys maps as a tree (a chain of conditions on
+        # idle_before became a chain of LUTs, the 16-lane ULX3S's worst path at 38bb1d3).
+        m.d.comb += idle_before.eq(~broadcast_before & Cat(*lanes_idle).all())
 
         # -- Sequencing ---------------------------------------------------------------------
         layer = Signal(range(p.layer_depth + 1))
@@ -374,13 +376,15 @@ class Core(wiring.Component):
                 m.next = "Load"
             with m.State("Load"):
                 m.d.comb += [self.busy.eq(1), running.eq(1)]
-                m.d.sync += idle_cycles.eq(timing.mac_latency - 1)
+                # The walk's start, set here rather than as Compute ends: the lanes' idle
+                # test then reaches only the state and `walking`.
+                m.d.sync += [idle_cycles.eq(timing.mac_latency - 1), slot.eq(0),
+                             out_lane.eq(0), final_slot.eq(config.slots <= 1)]
                 m.next = "Compute"
             with m.State("Compute"):
                 m.d.comb += [self.busy.eq(1), running.eq(1)]
                 with m.If(front_end.done & idle_before & (idle_cycles == timing.mac_latency - 1)):
-                    m.d.sync += [slot.eq(0), out_lane.eq(0), walking.eq(1),
-                                 final_slot.eq(config.slots <= 1)]
+                    m.d.sync += walking.eq(1)
                     m.next = "Output"
             with m.State("Output"):
                 # The walk: slot by slot, and within a slot lane by lane of each group, one
