@@ -189,9 +189,12 @@ BOARDS: dict[str, Board] = {
         # processor's decoded state was the 16-lane build's critical path.
         synth_script=(ONE_HOT_STATE_MACHINES, SEPARATE_LANES,
                       *_collision_x_mask(NO_READ_MEETS_WRITE)),
-        nextpnr_args=("--85k", "--package", "CABGA381", "--speed", "6"),
-        # At 5bba24d seeds 1, 3 and 4 reach 106.0 / 96.9 / 107.5 MHz, seed 2 routes slowly
-        # (docs/fpga.md).
+        # The placer fills a region to 70% of its cells, not 90%: at the default density
+        # nextpnr's router was left with 30,000-150,000 overused wires after 15-25 minutes
+        # at two seeds of four; at 70% 38bb1d3's seeds 1 and 2 (both stuck before) routed
+        # in 8-11 minutes at 105.9 and 109.0 MHz (docs/fpga.md).
+        nextpnr_args=("--85k", "--package", "CABGA381", "--speed", "6",
+                      "--placer-heap-beta", "0.7"),
         placement_seeds=4, module="ulx3s"),
 }
 
