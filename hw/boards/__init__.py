@@ -191,8 +191,9 @@ BOARDS: dict[str, Board] = {
                       *_collision_x_mask(NO_READ_MEETS_WRITE)),
         # The placer fills a region to 70% of its cells, not 90%: at the default density
         # nextpnr's router was left with 30,000-150,000 overused wires after 15-25 minutes
-        # at two seeds of four; at 70% 38bb1d3's seeds 1 and 2 (both stuck before) routed
-        # in 8-11 minutes at 105.9 and 109.0 MHz (docs/fpga.md).
+        # at about two seeds of four; at 70% 38bb1d3's seeds 1 and 2 routed, 105.9 and
+        # 109.0 MHz (seed 1 had stuck at 90%, seed 2 at each commit before), though at
+        # e65a79e seeds 1 and 2 stuck at 70% too (docs/fpga.md).
         nextpnr_args=("--85k", "--package", "CABGA381", "--speed", "6",
                       "--placer-heap-beta", "0.7"),
         placement_seeds=4, module="ulx3s"),
