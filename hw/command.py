@@ -203,12 +203,11 @@ class CommandProcessor(wiring.Component):
         # Each check is registered on its own (the item holds during WriteCheck), so no
         # check reaches the memories' write enables in the cycle it is computed. Comparisons
         # with a bound run on the bits the bound needs; the bits above must be zero.
-        column_bits = (lanes * p.bank_depth).bit_length()
         group_bits = p.bank_depth.bit_length()
         pointer_bits = p.pointer_depth.bit_length()
         slot_bits = p.slot_depth.bit_length()
         narrow_groups = groups[:group_bits]
-        narrow_columns = columns[:column_bits]
+        narrow_columns = columns[:p.column_bits]
         layer_checks = [
             (columns != 0), _at_most(columns, lanes * p.bank_depth),
             (groups[group_bits:] == 0),
@@ -280,7 +279,6 @@ class CommandProcessor(wiring.Component):
         run_range_bad = Signal()
         run_missing = Signal()
         output_count = item[0:32]
-        count_bits = (lanes * p.bank_depth).bit_length()
         output_count_bad = Signal()
         missing = Signal()
         for k in range(p.layer_depth):
@@ -290,10 +288,11 @@ class CommandProcessor(wiring.Component):
             run_end.eq(first + count),
             run_range_bad.eq((count == 0) | (run_end > p.layer_depth)),
             run_missing.eq(missing),
-            # Compared on the bits a result's count needs (those above must be zero), as
-            # _below does with a constant: the 32-bit comparison was the UP5K's worst path.
-            output_count_bad.eq((output_count[count_bits:] != 0)
-                                | (output_count[:count_bits] > result_count[:count_bits])),
+            # Compared on the bits a result's count needs (a result holds at most an
+            # activation a physical column; the bits above must be zero), as _below does
+            # with a constant: the 32-bit comparison was the UP5K's worst path.
+            output_count_bad.eq((output_count[p.column_bits:] != 0)
+                                | (output_count[:p.column_bits] > result_count[:p.column_bits])),
         ]
         verdict = Signal(8)
         verdict_ok = Signal()                      # verdict == OK, kept as a register
