@@ -86,6 +86,12 @@ class Board:
         """``make_clock(m, platform, frequency) -> (clk, locked)`` of this board."""
         return importlib.import_module(f"{__name__}.{self.module}").make_clock
 
+    def distribute_reset(self) -> Callable:
+        """``distribute_reset(m, reset) -> Signal`` of this board: ``reset`` as it reaches
+        the engine's flip-flops (on a global network where the board's nextpnr does not
+        put it there itself)."""
+        return importlib.import_module(f"{__name__}.{self.module}").distribute_reset
+
 
 def board_resources(module: str) -> list:
     """The Resource list ``RESOURCES`` of ``constraints/<module>.py``.

@@ -5,7 +5,7 @@ from amaranth.lib import io
 
 from ..pll import ice40_pll
 
-__all__ = ["platform", "make_clock"]
+__all__ = ["platform", "make_clock", "distribute_reset"]
 
 
 def platform():
@@ -29,3 +29,9 @@ def make_clock(m, platform, frequency: float):
         pll = ice40_pll(oscillator, frequency)
         m.submodules.pll = pll.instance(pad.io, clk, locked)
     return clk, locked
+
+
+def distribute_reset(m, reset):
+    """``reset`` as it is: nextpnr-ice40 puts it on a global network itself (``promoting
+    ... [reset]`` in its log)."""
+    return reset

@@ -76,7 +76,8 @@ class BoardTop(Elaboratable):
         delay = max(1, int(RESET_DELAY * self.frequency))
         m.submodules.power_on_reset = power_on = DomainRenamer("por")(PowerOnReset(delay))
         in_reset = power_on.reset
-        m.d.comb += [power_on.locked.eq(locked_sync), sync.rst.eq(in_reset)]
+        m.d.comb += [power_on.locked.eq(locked_sync),
+                     sync.rst.eq(self.board.distribute_reset()(m, in_reset))]
 
         m.submodules.link = link = SerialEngine(self.params, self.divisor)
         pins = platform.request("uart", self.uart, dir="-")

@@ -1,11 +1,11 @@
 """The ULX3S-85F (ECP5 LFE5U-85F, 25 MHz oscillator on G2, FT231X UART)."""
 
-from amaranth.hdl import Signal
+from amaranth.hdl import Instance, Signal
 from amaranth.lib import io
 
 from ..pll import ecp5_pll
 
-__all__ = ["platform", "make_clock"]
+__all__ = ["platform", "make_clock", "distribute_reset"]
 
 
 def platform():
@@ -28,3 +28,15 @@ def make_clock(m, platform, frequency: float):
         pll = ecp5_pll(oscillator, frequency)
         m.submodules.pll = pll.instance(clk25.i, clk, locked)
     return clk, locked
+
+
+def distribute_reset(m, reset):
+    """``reset`` through a ``DCCA`` onto one of the ECP5's global networks.
+
+    nextpnr-ecp5 promotes only clocks to globals; left to the fabric, the reset (one net
+    into about 10,000 slices at 16 lanes) is routed like any other net, through every
+    region of the device.
+    """
+    distributed = Signal(name="reset_global")
+    m.submodules.reset_global = Instance("DCCA", i_CLKI=reset, i_CE=1, o_CLKO=distributed)
+    return distributed
