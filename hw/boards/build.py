@@ -221,6 +221,16 @@ def build(board: Board | str, params: EngineParameters | None = None, *,
                 "--bit", f"{NAME}.bit"]
         bitstream = directory / f"{NAME}.bit"
 
+    synthesised = result.report.resources
+
+    def placed_resources() -> list:
+        """nextpnr's counts (with the device's totals), and Yosys' where nextpnr has none:
+        on the iCE40 it counts logic cells, not LUTs, flip-flops and carries."""
+        placed, _ = read_nextpnr_report(directory / "nextpnr-report.json", board.family)
+        merged = [*placed, *(r for r in synthesised if r.name not in {x.name for x in placed})]
+        order = [name for name, _, _ in RESOURCE_NAMES[board.family]]
+        return sorted(merged, key=lambda r: order.index(r.name) if r.name in order else len(order))
+
     def place_and_route(seed: int) -> None:
         nextpnr = [_tool(f"yowasp-nextpnr-{board.family}"), "--quiet", *board.nextpnr_args,
                    "--json", f"{NAME}.json", *place, "--report", "nextpnr-report.json",
@@ -237,6 +247,8 @@ def build(board: Board | str, params: EngineParameters | None = None, *,
             clocks = fmax_from_log(log) if log.exists() else []
             if clocks and not all(clock.met for clock in clocks):
                 result.report.stage = "pnr"
+                if report_path.exists():            # nextpnr writes it before failing
+                    result.report.resources = placed_resources()
                 result.report.clocks = clocks
                 result.report.critical_path = critical_path_from_log(log)
                 result.seconds[f"nextpnr seed {seed}"] = round(time.monotonic()
@@ -249,15 +261,8 @@ def build(board: Board | str, params: EngineParameters | None = None, *,
                                   result.report) from None
             raise
         result.seconds["nextpnr"] = round(seconds, 1)
-        resources, clocks = read_nextpnr_report(report_path, board.family)
-        synth = {r.name: r for r in result.report.resources}
-        # nextpnr counts logic cells on the iCE40, not LUTs, flip-flops and carries: keep
-        # Yosys' counts of those.
-        merged = [*resources,
-                  *(r for r in synth.values() if r.name not in {x.name for x in resources})]
-        order = [name for name, _, _ in RESOURCE_NAMES[board.family]]
-        merged.sort(key=lambda r: order.index(r.name) if r.name in order else len(order))
-        result.report = FPGAReport(board.name, board.device, "pnr", merged, clocks,
+        _, clocks = read_nextpnr_report(report_path, board.family)
+        result.report = FPGAReport(board.name, board.device, "pnr", placed_resources(), clocks,
                                    critical_path_from_report(report_path)
                                    or critical_path_from_log(directory / "nextpnr.log"))
         record()

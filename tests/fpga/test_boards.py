@@ -189,7 +189,7 @@ def test_build_tries_seeds_until_one_meets_the_clock(tmp_path, monkeypatch, fail
                                                      met_at):
     """The seed loop of ``build``, with Yosys and nextpnr replaced by stand-ins that write
     what the tools would: a log ending in a FAIL for the seeds in ``failing`` (nextpnr
-    exits non-zero), a report with the clock met for the others."""
+    exits non-zero after writing its report), a report with the clock met for the others."""
     from sparsemac.hw.boards import build as build_module
     from sparsemac.hw.boards.build import NAME, TimingError, build
 
@@ -210,11 +210,11 @@ def test_build_tries_seeds_until_one_meets_the_clock(tmp_path, monkeypatch, fail
             f"Info: seed {seed}\n"
             f"{'ERROR' if seed in failing else 'Info'}: Max frequency for clock 'clk': "
             f"{achieved:.2f} MHz ({'FAIL' if seed in failing else 'PASS'} at 40.50 MHz)\n")
+        (directory / "nextpnr-report.json").write_text(json.dumps({
+            "utilization": {"ICESTORM_DSP": {"used": 1, "available": 8}},
+            "fmax": {"clk": {"achieved": achieved, "constraint": 40.5}}}))
         if seed in failing:
             raise build_module.FPGABuildError("nextpnr failed")
-        (directory / "nextpnr-report.json").write_text(json.dumps({
-            "utilization": {"ICESTORM_LC": {"used": 1200, "available": 5280}},
-            "fmax": {"clk": {"achieved": achieved, "constraint": 40.5}}}))
         return 1.0
 
     monkeypatch.setattr(build_module, "_run", fake_run)
@@ -231,6 +231,9 @@ def test_build_tries_seeds_until_one_meets_the_clock(tmp_path, monkeypatch, fail
                                               r"32\.00 MHz\)") as error:
             attempt()
         assert error.value.report.clocks[0].achieved_mhz == 32.0
+        # The placed counts with the device's totals, and Yosys' LUTs, which nextpnr has not.
+        resources = {r.name: (r.used, r.available) for r in error.value.report.resources}
+        assert resources["DSP"] == (1, 8) and resources["LUT"] == (1000, None)
         assert ran == [1, 2]
         recorded = json.loads((directory / "build.json").read_text())
         assert [miss["seed"] for miss in recorded["missed_seeds"]] == [1, 2]
