@@ -110,6 +110,8 @@ def test_top_constraints(tmp_path, name, clock, pins):
         assert pin in constraints
     rtlil = (tmp_path / "sparsemac.il").read_text()
     assert ("SB_PLL40_PAD" if board.family == "ice40" else "EHXPLLL") in rtlil
+    # nextpnr-ecp5 promotes only clocks to global networks: the top puts the reset on one.
+    assert ("DCCA" in rtlil) == (board.family == "ecp5")
     assert top.divisor == round(top.frequency / top.baudrate)
 
 
