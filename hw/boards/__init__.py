@@ -45,7 +45,7 @@ class Board:
     nextpnr_args : nextpnr's device and package options
     placement_seeds : how many nextpnr seeds a build tries until one meets the clock when
         it is not told (placement alone moves Fmax by a few percent; a seed costs about a
-        minute on the UP5K and 20-40 on the ECP5-85F at 16 lanes)
+        minute on the UP5K and about 10 on the ECP5-85F at 16 lanes)
     """
     name: str
     title: str
@@ -195,11 +195,10 @@ BOARDS: dict[str, Board] = {
         # processor's decoded state was the 16-lane build's critical path.
         synth_script=(ONE_HOT_STATE_MACHINES, SEPARATE_LANES,
                       *_collision_x_mask(NO_READ_MEETS_WRITE)),
-        # The placer fills a region to 70% of its cells, not 90%: at the default density
-        # nextpnr's router was left with 30,000-150,000 overused wires after 15-25 minutes
-        # at about two seeds of four; at 70% 38bb1d3's seeds 1 and 2 routed, 105.9 and
-        # 109.0 MHz (seed 1 had stuck at 90%, seed 2 at each commit before), though at
-        # e65a79e seeds 1 and 2 stuck at 70% too (docs/fpga.md).
+        # The placer fills a region to 70% of its cells, not 90%: set while about half the
+        # seeds stuck in routing at either density, before the reset went onto a global
+        # network (ulx3s.distribute_reset), which made every seed route; the four seeds
+        # measured since are at 70% (docs/fpga.md).
         nextpnr_args=("--85k", "--package", "CABGA381", "--speed", "6",
                       "--placer-heap-beta", "0.7"),
         placement_seeds=4, module="ulx3s"),
