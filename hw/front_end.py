@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import operator
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import C, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -119,6 +119,17 @@ class FrontEnd(wiring.Component):
         # in PRIME and for each next group as the front end moves on, from comparisons of one
         # register with constants (a subtraction, then a comparison, were the ECP5's path).
         live = Signal(lanes)
+
+        def in_layer(count):
+            """Bit ``k`` is ``count > k``: one test of ``count``'s high bits shared by all
+            lanes, then each lane's test of its low bits. Written as 32 comparisons, Yosys'
+            mapping shared terms between them and chained eight LUTs (the 32-lane ULX3S's
+            worst path)."""
+            low_bits = (lanes - 1).bit_length()            # 2 ** low_bits >= lanes
+            negative = count[-1] if count.shape().signed else C(0, 1)
+            above = ~negative & (count[low_bits:] != 0)    # count >= 2 ** low_bits
+            low = count[:low_bits]
+            return Cat(above | (~negative & (low > lane)) for lane in range(lanes))
         # The nonzeros of the following group (from registers only).
         incoming = Signal(lanes)
         for lane in range(lanes):
@@ -183,7 +194,7 @@ class FrontEnd(wiring.Component):
             m.d.comb += self.rd_en.eq(1)
             m.d.sync += [phase.eq(_Phase.LOAD), following.eq(self.rd_data),
                          past_end.eq(self.groups == 0),
-                         live.eq(Cat(self.columns > lane for lane in range(lanes))),
+                         live.eq(in_layer(self.columns)),
                          columns_after.eq(self.columns - lanes)]
         with m.Elif((phase == _Phase.LOAD) | advance):
             m.d.comb += self.rd_en.eq(1)
@@ -195,7 +206,7 @@ class FrontEnd(wiring.Component):
                 empty.eq(incoming == 0),
                 last.eq(ones_up_to_3(incoming) <= 1),
                 following.eq(self.rd_data),
-                live.eq(Cat(columns_after > lane for lane in range(lanes))),
+                live.eq(in_layer(columns_after)),
                 columns_after.eq(columns_after - lanes),
             ]
             with m.If(phase == _Phase.SCAN):

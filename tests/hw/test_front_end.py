@@ -19,7 +19,7 @@ def run_front_end(params, x, ready_probability, seed):
     groups = -(-len(x) // lanes)
     padded = np.zeros(params.bank_depth * lanes, dtype=np.int64)
     padded[:len(x)] = x
-    padded[len(x):groups * lanes] = 5          # beyond the layer's columns: must be ignored
+    padded[len(x):] = 5                        # beyond the layer's columns: must be ignored
     banks = padded.reshape(-1, lanes)
     rng = random.Random(seed)
     seen, when, state = [], [], {}
@@ -106,3 +106,15 @@ def test_pace_without_back_pressure(seed):
     setup = 3  # FrontEnd.setup_cycles
     assert [w - setup for w in when] == expect, f"seed {seed}"
     assert done - setup == scan_done, f"seed {seed}"
+
+
+@pytest.mark.parametrize("lanes, columns", [(32, 1), (32, 31), (32, 32), (32, 33), (32, 95),
+                                            (8, 8), (8, 17), (6, 11), (7, 7)])
+def test_layer_ends_inside_a_group(lanes, columns):
+    """Every column nonzero and the rest of the last group (and the next) nonzero too: only
+    the layer's columns come out, whichever lane the layer ends in."""
+    params = EngineParameters(lanes=lanes, bank_depth=16)
+    x = np.arange(1, columns + 1) % 127 + 1
+    seen, _, done = run_front_end(params, x, ready_probability=0.7, seed=columns)
+    assert seen == [(c, int(x[c])) for c in range(columns)]
+    assert done is not None
