@@ -130,6 +130,7 @@ class FrontEnd(wiring.Component):
             above = ~negative & (count[low_bits:] != 0)    # count >= 2 ** low_bits
             low = count[:low_bits]
             return Cat(above | (~negative & (low > lane)) for lane in range(lanes))
+
         # The nonzeros of the following group (from registers only).
         incoming = Signal(lanes)
         for lane in range(lanes):
