@@ -78,19 +78,23 @@ class Board:
 
     def platform(self) -> Any:
         """A fresh amaranth-boards platform with ``constraints/``'s extra resources."""
-        platform = importlib.import_module(f"{__name__}.{self.module}").platform()
+        platform = self._module().platform()
         platform.add_resources(board_resources(self.module))
         return platform
 
     def make_clock(self) -> Callable:
         """``make_clock(m, platform, frequency) -> (clk, locked)`` of this board."""
-        return importlib.import_module(f"{__name__}.{self.module}").make_clock
+        return self._module().make_clock
 
     def distribute_reset(self) -> Callable:
         """``distribute_reset(m, reset) -> Signal`` of this board: ``reset`` as it reaches
         the engine's flip-flops (on a global network where the board's nextpnr does not
         put it there itself)."""
-        return importlib.import_module(f"{__name__}.{self.module}").distribute_reset
+        return self._module().distribute_reset
+
+    def _module(self):
+        """This board's module (``hw/boards/<module>.py``)."""
+        return importlib.import_module(f"{__name__}.{self.module}")
 
 
 def board_resources(module: str) -> list:
