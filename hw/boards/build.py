@@ -223,10 +223,9 @@ def build(board: Board | str, params: EngineParameters | None = None, *,
 
     synthesised = result.report.resources
 
-    def placed_resources() -> list:
+    def with_synthesis_counts(placed: list) -> list:
         """nextpnr's counts (with the device's totals), and Yosys' where nextpnr has none:
         on the iCE40 it counts logic cells, not LUTs, flip-flops and carries."""
-        placed, _ = read_nextpnr_report(directory / "nextpnr-report.json", board.family)
         merged = [*placed, *(r for r in synthesised if r.name not in {x.name for x in placed})]
         order = [name for name, _, _ in RESOURCE_NAMES[board.family]]
         return sorted(merged, key=lambda r: order.index(r.name) if r.name in order else len(order))
@@ -248,7 +247,8 @@ def build(board: Board | str, params: EngineParameters | None = None, *,
             if clocks and not all(clock.met for clock in clocks):
                 result.report.stage = "pnr"
                 if report_path.exists():            # nextpnr writes it before failing
-                    result.report.resources = placed_resources()
+                    placed, _ = read_nextpnr_report(report_path, board.family)
+                    result.report.resources = with_synthesis_counts(placed)
                 result.report.clocks = clocks
                 result.report.critical_path = critical_path_from_log(log)
                 result.seconds[f"nextpnr seed {seed}"] = round(time.monotonic()
@@ -261,8 +261,9 @@ def build(board: Board | str, params: EngineParameters | None = None, *,
                                   result.report) from None
             raise
         result.seconds["nextpnr"] = round(seconds, 1)
-        _, clocks = read_nextpnr_report(report_path, board.family)
-        result.report = FPGAReport(board.name, board.device, "pnr", placed_resources(), clocks,
+        placed, clocks = read_nextpnr_report(report_path, board.family)
+        result.report = FPGAReport(board.name, board.device, "pnr", with_synthesis_counts(placed),
+                                   clocks,
                                    critical_path_from_report(report_path)
                                    or critical_path_from_log(directory / "nextpnr.log"))
         record()
