@@ -34,8 +34,8 @@ class Lane(wiring.Component):
     ``B+2`` the memory's read, ``B+3`` its output register, ``B+4`` pointers registered
     beside the lane, entry count and flags, ``B+5`` FIFO write; the FIFO (its storage read
     synchronously, so a block RAM can hold it) shows the column in ``B+7``. Take (cycle
-    ``P``): ``P+1`` first entry times entry width in two halves (shift and add: the lane's
-    only multiplier is the product), ``P+2`` their sum, the first bit position, ``P+3 ..``
+    ``P``): ``P+1`` first entry and entry width into a multiplier's operand registers, ``P+2``
+    its product, the first bit position (a second DSP block beside the product's), ``P+3 ..``
     one entry address per cycle; +1 the two words read, +2 the memories' output registers,
     +3 the words registered beside the decoder and the entry's bits, +4 field extraction, +5
     slot, +6 accumulator read and product, +7 read data and addend registered, +8 sum, +9
@@ -256,27 +256,21 @@ class Lane(wiring.Component):
         m.d.sync += base_bit.eq(self.entry_base << word_shift)
 
         # -- The column's first bit position (cycles P+1, P+2) ------------------------------
-        # First entry times entry width by shift and add, no multiplier: the products by the
-        # width's low three bits and by its high three bits in P+1, their sum in P+2.
-        def times(bits):
-            terms = [Mux(entry_bits[bit], head.start << shift, 0)
-                     for shift, bit in enumerate(bits)]
-            return sum(terms[1:], terms[0])
-
+        # First entry times entry width, in a multiplier (a DSP block) with its operand and
+        # product registers: in logic, by shift and add, it took two 20-bit carry chains.
+        m.submodules.first_bit = first_bit = PipelinedMultiplier(
+            unsigned(p.pointer_bits), unsigned(len(entry_bits)), latency=2)
+        m.d.comb += [first_bit.a.eq(head.start), first_bit.b.eq(entry_bits)]
         s1_valid = Signal()
-        s1_low = Signal(p.bit_address_bits + 1)
-        s1_high = Signal(p.bit_address_bits + 1)
         s1_count = Signal(p.pointer_bits)
         s1_x = Signal(signed(p.activation_bits))
-        m.d.sync += [s1_valid.eq(take & head.entries), s1_low.eq(times(range(3))),
-                     s1_high.eq(times(range(3, len(entry_bits)))),
-                     s1_count.eq(head.count), s1_x.eq(head.x)]
+        m.d.sync += [s1_valid.eq(take & head.entries), s1_count.eq(head.count), s1_x.eq(head.x)]
         s2_valid = Signal()
         s2_offset = Signal(p.bit_address_bits + 1)
         s2_count = Signal(p.pointer_bits)
         s2_x = Signal(signed(p.activation_bits))
-        m.d.sync += [s2_valid.eq(s1_valid), s2_offset.eq(s1_low + (s1_high << 3)),
-                     s2_count.eq(s1_count), s2_x.eq(s1_x)]
+        m.d.comb += s2_offset.eq(first_bit.p)
+        m.d.sync += [s2_valid.eq(s1_valid), s2_count.eq(s1_count), s2_x.eq(s1_x)]
 
         # -- Entry generator: one bit position per cycle (cycles P + 3 ..) ------------------
         gen_bit = Signal(p.bit_address_bits + 1)

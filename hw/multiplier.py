@@ -24,12 +24,14 @@ class PipelinedMultiplier(wiring.Component):
     register) enabled, which nextpnr times as register-to-register inside the block; on any
     other platform, and in simulation, it is the same pipeline in registers without reset
     (data only: the caller's valid flags are reset), which Yosys' ``ice40_dsp`` can take
-    into an ``SB_MAC16``'s registers. Both have the same latency and results.
+    into an ``SB_MAC16``'s registers. On the ECP5, operands wider than the block's (18 bits
+    signed or 17 unsigned) take the same pipeline in registers, which Yosys splits over
+    several blocks: correct, but with fabric registers and adders around them. Both have the
+    same latency and results.
 
     Parameters
     ----------
-    a_shape, b_shape : the operands' shapes (signed or unsigned); on the ECP5 each must fit
-        an 18-bit signed operand (at most 18 bits signed or 17 unsigned).
+    a_shape, b_shape : the operands' shapes (signed or unsigned).
     latency : 2 (operands and product registered) or 3 (the product registered again).
 
     Members
@@ -69,14 +71,8 @@ class PipelinedMultiplier(wiring.Component):
 
     def elaborate(self, platform):
         on_ecp5 = getattr(platform, "family", None) == "ecp5"
-        if on_ecp5:
-            for name, shape in (("a", self._a_shape), ("b", self._b_shape)):
-                if not self.fits_ecp5(shape):
-                    raise ValueError(
-                        f"Operand {name} of {shape!r} does not fit a MULT18X18D's 18-bit "
-                        f"signed operand")
         m = Module()
-        if on_ecp5:
+        if on_ecp5 and self.fits_ecp5(self._a_shape) and self.fits_ecp5(self._b_shape):
             self._elaborate_ecp5(m)
         else:
             a = Signal.like(self.a, name="a_reg", reset_less=True)

@@ -22,6 +22,7 @@ def _range(shape):
 
 SHAPES = [
     (unsigned(17), unsigned(16)),     # the output stage's low partial product
+    (unsigned(17), unsigned(6)),      # a lane's first entry times entry width (UP5K's)
     (signed(16), unsigned(16)),       # and its high one
     (signed(18), signed(18)),
     (unsigned(1), signed(3)),
@@ -85,11 +86,14 @@ def test_ecp5_is_one_registered_mult18x18d(a_shape, b_shape, latency):
     assert mult.ports["CLK0"][0].domain == "sync"
 
 
-def test_ecp5_refuses_operands_wider_than_the_block():
-    with pytest.raises(ValueError, match=r"does not fit a MULT18X18D"):
-        _ecp5_instance(unsigned(18), unsigned(8))
-    with pytest.raises(ValueError, match=r"does not fit a MULT18X18D"):
-        _ecp5_instance(signed(8), signed(19))
+@pytest.mark.parametrize("a_shape, b_shape", [(unsigned(18), unsigned(6)),
+                                              (signed(8), signed(19))])
+def test_ecp5_operands_wider_than_the_block_take_the_fabric_pipeline(a_shape, b_shape):
+    # A lane's first-bit product has a pointer-wide operand: 18 bits once a lane holds
+    # 131,072 entries. No MULT18X18D instance (Yosys splits the plain product), and the
+    # same products, latency cycles later.
+    assert ecp5_instances(PipelinedMultiplier(a_shape, b_shape, latency=2)) == []
+    test_exact_products_latency_cycles_later(a_shape, b_shape, 2)
 
 
 def test_latency_is_two_or_three():
