@@ -167,14 +167,15 @@ def _no_initial_contents(memories: tuple[str, ...]) -> tuple[str, ...]:
 BOARDS: dict[str, Board] = {
     "icebreaker": Board(
         name="icebreaker", title="iCEBreaker", family="ice40", device="iCE40UP5K-SG48",
-        # 40.5 MHz (PLL 12 x 54 / 16) and 1.5 Mbaud (divisor 27, exact; the FT2232H makes
-        # it exactly too): the engine meets 40.5 MHz, not the 42 MHz that 3 Mbaud would need.
-        oscillator=12e6, frequency=40.5e6, baudrate=1_500_000,
-        # One lane: a lane takes 1 of the 8 SB_MAC16, two of the 4 SPRAMs (its 32,768 entry
-        # words), 9 of the 30 block RAMs (pointers, accumulators, FIFO) and 886 LUT4s and
-        # 714 flip-flops after synthesis, beside the command processor's 950 LUT4s and the
-        # core's, output stage's and link's ~1,100: of the 5,280 logic cells 2 lanes do not
-        # fit (docs/fpga.md).
+        # 42 MHz (PLL 12 x 56 / 16) and 3 Mbaud (divisor 14, exact; the FT2232H makes it
+        # exactly too), met at three placement seeds of four (docs/fpga.md).
+        oscillator=12e6, frequency=42e6, baudrate=3_000_000,
+        # One lane: a lane takes 2 of the 8 SB_MAC16 (its product and its columns' first
+        # bit positions), two of the 4 SPRAMs (its 32,768 entry words), 9 of the 30 block
+        # RAMs (pointers, accumulators, FIFO) and 744 LUT4s and 842 flip-flops after
+        # synthesis, beside the command processor's 957 LUT4s and the core's, output
+        # stage's and link's ~1,400: of the 5,280 logic cells 2 lanes do not fit
+        # (docs/fpga.md).
         params=EngineParameters(lanes=1, entry_words=32768, pointer_depth=256, slot_depth=64,
                                 bank_depth=32, layer_depth=4, fifo_depth=4),
         # Its 5,280 logic cells and 8 multipliers hold one output stage, not one per lane.

@@ -169,8 +169,13 @@ def test_demo_runs_every_model_on_the_engine(tmp_path, capsys):
     assert (tmp_path / "demo" / "accuracy_vs_footprint.png").stat().st_size > 0
 
 
-def test_run_on_a_port_takes_the_boards_uart_rate():
+def test_run_on_a_port_takes_the_boards_uart_rate(monkeypatch):
+    from dataclasses import replace
+
     from sparsemac.cli import _serial_baud, build_parser
+    from sparsemac.hw.boards import BOARDS
+    # Both boards' default builds run at 3 Mbaud: one made slower shows whose rate is taken.
+    monkeypatch.setitem(BOARDS, "icebreaker", replace(BOARDS["icebreaker"], baudrate=1_500_000))
     parser = build_parser()
     rate = lambda *argv: _serial_baud(parser.parse_args(["run", "m.smac", "--input", "x.npy",
                                                          "-o", "y.npy", "--port", "P", *argv]))

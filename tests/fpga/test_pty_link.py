@@ -20,7 +20,7 @@ MODEL_SIZES = [40, 32, 10]
 #: A layer whose answers (6 + 10 + 6 + 128 bytes a vector) far outrun its commands (40 bytes):
 #: sending a batch's commands without flow control overflows the link's receive FIFO.
 WIDE_SIZES = [16, 128]
-#: Cycles per UART bit: small, so the simulated line is fast (the boards use 27 and 33).
+#: Cycles per UART bit: small, so the simulated line is fast (the boards use 14 and 33).
 DIVISOR = 6
 
 pytestmark = pytest.mark.slow
