@@ -631,6 +631,8 @@ class CommandProcessor(wiring.Component):
                 m.d.comb += [core.core_act_en.eq(1), core.core_act_lane.eq(bank_lane),
                              core.core_act_addr.eq(bank_addr),
                              core.core_act_buffer.eq(core.core_result_buffer)]
+                m.next = "OutputWait"
+            with m.State("OutputWait"):                 # the core registers the read's value
                 m.next = "OutputLow"
             with m.State("OutputLow"):
                 m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(core.core_act_data[:8])]

@@ -17,6 +17,9 @@ from .parameters import EngineParameters, column_layout, layer_layout, row_param
 
 __all__ = ["Core", "LoadTarget", "core_timing", "load_bus_signature"]
 
+#: Lanes whose idle flags share a register (the sequencer ANDs lanes / IDLE_GROUP of them).
+IDLE_GROUP = 4
+
 
 class LoadTarget(enum.Enum, shape=3):
     """Which memory a host write on :attr:`Core.load` goes to (docs/protocol.md)."""
@@ -104,13 +107,16 @@ class Core(wiring.Component):
         there is more than one output stage (each group of lanes takes it from a registered
         copy of the bus); ``start`` may be given in that cycle.
     act_en, act_lane, act_buffer, act_addr : In
-        Host reads of an activation bank (data on ``act_data`` the next cycle); only while
-        not busy.
+        Host reads of an activation bank (data on ``act_data`` :attr:`ACT_READ_LATENCY`
+        cycles later, held until the next read); only while not busy.
     act_data : Out(signed(activation_bits))
 
     Latency and back-pressure: the core takes no back-pressure; ``busy`` falls the cycle after
     the last output is written.
     """
+
+    #: Cycles from a host read on ``act_en`` to its data on ``act_data``.
+    ACT_READ_LATENCY = 2
 
     def __init__(self, params: EngineParameters):
         if not isinstance(params, EngineParameters):
@@ -249,9 +255,14 @@ class Core(wiring.Component):
         # selects the banks' ports, whose read addresses are then registers too.
         banks_running = Signal()
         in_buffer = Signal()
+        # A host read's bank is selected from the banks' read data into a register: at 32
+        # lanes the selection, left to the reader, ran on through the transmit skid buffer
+        # (the ULX3S's worst path at one seed).
         act_lane_r = Signal.like(self.act_lane)
+        act_selected = Signal.like(self.act_data)
         with m.If(self.act_en):
             m.d.sync += act_lane_r.eq(self.act_lane)
+        m.d.sync += self.act_data.eq(act_selected)
         for index in range(lanes):
             bank = Memory(shape=signed(p.activation_bits), depth=2 * p.bank_depth, init=[])
             m.submodules[f"bank{index}"] = bank
@@ -276,7 +287,7 @@ class Core(wiring.Component):
                     bank_wr.data.eq(load_copy.data),
                 ]
             with m.If(act_lane_r == index):
-                m.d.comb += self.act_data.eq(bank_rd.data)
+                m.d.comb += act_selected.eq(bank_rd.data)
 
         # -- Front end, broadcast, lanes ----------------------------------------------------
         m.d.comb += [
@@ -285,13 +296,15 @@ class Core(wiring.Component):
         ]
         wiring.connect(m, front_end.o, broadcast.i)
         # Whether the lanes are idle (free, every column accepted also taken) and nothing is
-        # accepted, as of the previous cycle: registered per lane so that no lane's logic
-        # reaches the cross-lane AND in the same cycle. The broadcast's register holds a
-        # column accepted the cycle before, which its credits count.
+        # accepted, as of the previous cycle: registered per group of IDLE_GROUP lanes, so
+        # that no lane's logic reaches the AND of all of them in the same cycle, and that AND
+        # takes lanes / IDLE_GROUP flags (at 32 lanes, with a flag a lane, it was three LUTs
+        # deep before the sequencer's own logic: the ULX3S's worst path at one seed). The
+        # broadcast's register holds a column accepted the cycle before, which its credits
+        # count.
         idle_before = Signal()
         broadcast_before = Signal()
         m.d.sync += broadcast_before.eq(front_end.o.valid & front_end.o.ready)
-        lanes_idle = []
         for stage in stages:
             m.d.comb += [stage.param_base.eq(config.param_base), stage.relu.eq(config.relu)]
         for index in range(lanes):
@@ -308,12 +321,16 @@ class Core(wiring.Component):
             ]
             stage, local = stage_of(index)
             m.d.comb += stage.acc[local].eq(lane.out_data)
-            lane_idle = Signal(name=f"lane_idle{index}")
-            m.d.sync += lane_idle.eq(lane.free & broadcast.empty[index])
-            lanes_idle.append(lane_idle)
+        groups_idle = []
+        for first in range(0, lanes, IDLE_GROUP):
+            group_idle = Signal(name=f"lanes_idle{first}")
+            m.d.sync += group_idle.eq(Cat(lane_blocks[index].free & broadcast.empty[index]
+                                          for index in range(first, min(first + IDLE_GROUP,
+                                                                        lanes))).all())
+            groups_idle.append(group_idle)
         # One AND of all the flags, which Yosys maps as a tree (a chain of conditions on
         # idle_before became a chain of LUTs, the 16-lane ULX3S's worst path at 38bb1d3).
-        m.d.comb += idle_before.eq(~broadcast_before & Cat(*lanes_idle).all())
+        m.d.comb += idle_before.eq(~broadcast_before & Cat(*groups_idle).all())
 
         # -- Sequencing ---------------------------------------------------------------------
         layer = Signal(range(p.layer_depth + 1))

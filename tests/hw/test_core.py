@@ -49,14 +49,19 @@ async def run_core(ctx, core, first, count, limit=100_000):
 
 
 async def read_outputs(ctx, core, params, count):
+    # One read a cycle; each value is on act_data ACT_READ_LATENCY cycles after its read.
     values = []
-    for position in range(count):
-        ctx.set(core.act_en, 1)
-        ctx.set(core.act_lane, position % params.lanes)
-        ctx.set(core.act_buffer, ctx.get(core.result_buffer))
-        ctx.set(core.act_addr, position // params.lanes)
+    for cycle in range(count + Core.ACT_READ_LATENCY - 1):
+        if cycle < count:
+            ctx.set(core.act_en, 1)
+            ctx.set(core.act_lane, cycle % params.lanes)
+            ctx.set(core.act_buffer, ctx.get(core.result_buffer))
+            ctx.set(core.act_addr, cycle // params.lanes)
+        else:
+            ctx.set(core.act_en, 0)
         await ctx.tick()
-        values.append(ctx.get(core.act_data))
+        if cycle + 1 >= Core.ACT_READ_LATENCY:
+            values.append(ctx.get(core.act_data))
     ctx.set(core.act_en, 0)
     return np.array(values, dtype=np.int64)
 
