@@ -108,7 +108,7 @@ class Core(wiring.Component):
         copy of the bus); ``start`` may be given in that cycle.
     act_en, act_lane, act_buffer, act_addr : In
         Host reads of an activation bank (data on ``act_data`` :attr:`ACT_READ_LATENCY`
-        cycles later, held until the next read); only while not busy.
+        cycles later, held until the next read or run); only while not busy.
     act_data : Out(signed(activation_bits))
 
     Latency and back-pressure: the core takes no back-pressure; ``busy`` falls the cycle after
