@@ -323,10 +323,10 @@ class Core(wiring.Component):
             m.d.comb += stage.acc[local].eq(lane.out_data)
         groups_idle = []
         for first in range(0, lanes, IDLE_GROUP):
+            members = range(first, min(first + IDLE_GROUP, lanes))
             group_idle = Signal(name=f"lanes_idle{first}")
-            m.d.sync += group_idle.eq(Cat(lane_blocks[index].free & broadcast.empty[index]
-                                          for index in range(first, min(first + IDLE_GROUP,
-                                                                        lanes))).all())
+            m.d.sync += group_idle.eq(
+                Cat(lane_blocks[index].free & broadcast.empty[index] for index in members).all())
             groups_idle.append(group_idle)
         # One AND of all the flags, which Yosys maps as a tree (a chain of conditions on
         # idle_before became a chain of LUTs, the 16-lane ULX3S's worst path at 38bb1d3).
