@@ -9,6 +9,7 @@ report must still say whether it was met.
 """
 
 import json
+import re
 from dataclasses import fields
 
 import pytest
@@ -73,7 +74,8 @@ def test_small_engine_places_and_routes(tmp_path, capsys, board, expect):
 
 def test_icebreaker_default_keeps_weights_in_spram(tmp_path):
     """The UP5K's default build maps each lane's two entry memories to SPRAM (Yosys does so
-    only for a memory with one address, no read while written and no initial contents)."""
+    only for a memory with one address, no read while written and no initial contents), and
+    the layer table to block RAM (by its own choice Yosys makes it flip-flops)."""
     from sparsemac.hw.boards import get_board
     from sparsemac.hw.boards.build import build
 
@@ -84,3 +86,5 @@ def test_icebreaker_default_keeps_weights_in_spram(tmp_path):
     assert resources["SPRAM"] == 2 * params.lanes
     # Each half of a lane's entry words fills one SB_SPRAM256KA (16,384 x 16 bits).
     assert params.entry_words // 2 * params.word_bits == 16384 * 16
+    log = (tmp_path / "build" / "yosys.log").read_text()
+    assert re.search(r"mapping memory \S+\.core\.layer_table via \$__ICE40_RAM4K_", log)
