@@ -51,7 +51,8 @@ def _dp16kd_mode(depth: int) -> tuple[int, int] | None:
 
 class BlockRAM(wiring.Component):
     """``width`` x ``depth`` words, one write port, and read ports whose data comes out of a
-    register: a read enabled in cycle ``t`` shows its word in ``t + 2``.
+    register: a read enabled in cycle ``t`` shows its word in ``t + 2`` (in ``t + 1``, out
+    of the block itself, with ``output_register=False``).
 
     A block RAM's read data leaves the block late in its cycle (the ECP5's DP16KD 5.6-5.8 ns
     after the clock without its output register), and a lane's block RAM reads, each into a
@@ -76,24 +77,30 @@ class BlockRAM(wiring.Component):
         How many read ports (each its own copy of the blocks on the ECP5).
     name : str
         The ``Memory``'s name in the netlist, by which the boards' Yosys scripts select it.
+    output_register : bool
+        Whether the read data is registered after the block (:attr:`latency` 2) or not (1:
+        for a slow clock, where the register would only cost flip-flops).
 
     Members
     -------
     write : In(LoadSignature(addr_bits, width))
         Writes ``data`` at ``addr`` when ``en``.
     read : In(ReadSignature(addr_bits, width)).array(read_ports)
-        Each reads ``addr`` when ``en``; ``data`` is the word read two cycles before.
+        Each reads ``addr`` when ``en``; ``data`` is the word read :attr:`latency` cycles
+        before.
     """
 
-    #: Cycles from a read's address to its word on ``data``.
+    #: Cycles from a read's address to its word on ``data``, with the output register.
     LATENCY = 2
 
-    def __init__(self, width: int, depth: int, *, read_ports: int = 1, name: str):
+    def __init__(self, width: int, depth: int, *, read_ports: int = 1, name: str,
+                 output_register: bool = True):
         require_positive(self, "Block RAM", width=width, depth=depth,
                          read_port_count=read_ports)
         self._width = width
         self._depth = depth
         self._name = name
+        self._output_register = bool(output_register)
         addr_bits = max(1, (depth - 1).bit_length())
         super().__init__({
             "write": In(LoadSignature(addr_bits, width)),
@@ -107,6 +114,11 @@ class BlockRAM(wiring.Component):
     @property
     def depth(self) -> int:
         return self._depth
+
+    @property
+    def latency(self) -> int:
+        """Cycles from a read's address to its word on ``data``."""
+        return self.LATENCY if self._output_register else 1
 
     def elaborate(self, platform):
         m = Module()
@@ -125,9 +137,13 @@ class BlockRAM(wiring.Component):
                      write.data.eq(self.write.data)]
         for index, port in enumerate(self.read):
             read = memory.read_port()
-            word = Signal(self._width, name=f"word{index}", reset_less=True)
-            m.d.comb += [read.en.eq(port.en), read.addr.eq(port.addr), port.data.eq(word)]
-            m.d.sync += word.eq(read.data)
+            m.d.comb += [read.en.eq(port.en), read.addr.eq(port.addr)]
+            if self._output_register:
+                word = Signal(self._width, name=f"word{index}", reset_less=True)
+                m.d.sync += word.eq(read.data)
+                m.d.comb += port.data.eq(word)
+            else:
+                m.d.comb += port.data.eq(read.data)
 
     def _elaborate_ecp5(self, m: Module, block_width: int, block_depth: int) -> None:
         lsb = (16384 // block_depth).bit_length() - 1
@@ -148,8 +164,9 @@ class BlockRAM(wiring.Component):
                 m.submodules[f"{self._name}_read{index}_bits{low}"] = Instance(
                     "DP16KD",
                     p_DATA_WIDTH_A=block_width, p_DATA_WIDTH_B=block_width,
-                    # Port A only writes; port B only reads, through its output register.
-                    p_REGMODE_A="NOREG", p_REGMODE_B="OUTREG",
+                    # Port A only writes; port B only reads (through its output register).
+                    p_REGMODE_A="NOREG",
+                    p_REGMODE_B="OUTREG" if self._output_register else "NOREG",
                     p_WRITEMODE_A="NORMAL", p_WRITEMODE_B="NORMAL",
                     p_CSDECODE_A="0b000", p_CSDECODE_B="0b000",
                     p_RESETMODE="SYNC", p_ASYNC_RESET_RELEASE="SYNC", p_GSR="DISABLED",

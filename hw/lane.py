@@ -41,6 +41,11 @@ class Lane(wiring.Component):
     slot, +6 accumulator read and product, +7 read data and addend registered, +8 sum, +9
     accumulator write.
 
+    A compact lane (``params.compact_lanes``, for a slow clock where flip-flops are what
+    runs out) has the same cycles with fewer registers: it reads its pointers in ``B+3``
+    straight into the logic, carrying the column's index there instead of the pointers
+    after the read, and its accumulator in entry cycle + 7, straight into the sum.
+
     Parameters
     ----------
     params : EngineParameters
@@ -120,8 +125,10 @@ class Lane(wiring.Component):
         # -- Memories -----------------------------------------------------------------------
         # The pointer and entry memories' words come out of a register two cycles after
         # the address (on the ECP5 the block RAM's own, hw/block_ram.py).
+        compact = p.compact_lanes
         m.submodules.pointer_ram = pointers = BlockRAM(p.pointer_bits, p.pointer_depth,
-                                                       read_ports=2, name="pointers")
+                                                       read_ports=2, name="pointers",
+                                                       output_register=not compact)
         pointer_start, pointer_end = pointers.read
         wiring.connect(m, wiring.flipped(self.pointer_w), pointers.write)
         m.d.comb += [pointer_start.en.eq(1), pointer_end.en.eq(1)]
@@ -176,25 +183,38 @@ class Lane(wiring.Component):
         f1_x = Signal(signed(p.activation_bits))
         m.d.sync += [f1_valid.eq(self.i.valid), f1_column.eq(self.i.payload.column),
                      f1_x.eq(self.i.payload.value)]
-        m.d.comb += [
-            pointer_start.addr.eq(pointer_first + f1_column),
-            pointer_end.addr.eq(pointer_last + f1_column),
-        ]
         f2_valid = Signal()
         f2_x = Signal(signed(p.activation_bits))
         m.d.sync += [f2_valid.eq(f1_valid), f2_x.eq(f1_x)]
         f3_valid = Signal()
         f3_x = Signal(signed(p.activation_bits))
         m.d.sync += [f3_valid.eq(f2_valid), f3_x.eq(f2_x)]
-        # The words come out of the memory's output register (B+3) and are registered again
-        # beside the lane's logic (B+4): on the ECP5 the route from a block RAM took most of
-        # a cycle.
+        # The column's pointers reach the logic in B+4. The standard lane reads them at once
+        # (B+1), out of the memory's output register (B+3), and registers them again beside
+        # its logic (B+4): on the ECP5 the route from a block RAM took most of a cycle. A
+        # compact lane carries the column's index two cycles more instead of the two
+        # pointers twice, and reads them in B+3 straight into the logic.
+        if compact:
+            f2_column = Signal.like(f1_column)
+            f3_column = Signal.like(f1_column)
+            m.d.sync += [f2_column.eq(f1_column), f3_column.eq(f2_column)]
+            read_column = f3_column
+        else:
+            read_column = f1_column
+        m.d.comb += [
+            pointer_start.addr.eq(pointer_first + read_column),
+            pointer_end.addr.eq(pointer_last + read_column),
+        ]
         f4_valid = Signal()
         f4_x = Signal(signed(p.activation_bits))
         f4_start = Signal(p.pointer_bits)
         f4_end = Signal(p.pointer_bits)
-        m.d.sync += [f4_valid.eq(f3_valid), f4_x.eq(f3_x),
-                     f4_start.eq(pointer_start.data), f4_end.eq(pointer_end.data)]
+        m.d.sync += [f4_valid.eq(f3_valid), f4_x.eq(f3_x)]
+        pointers_in = [f4_start.eq(pointer_start.data), f4_end.eq(pointer_end.data)]
+        if compact:
+            m.d.comb += pointers_in
+        else:
+            m.d.sync += pointers_in
 
         # What the take decides from is computed here, ahead of the FIFO: whether the column
         # has entries (B+4, registered) and whether it keeps the lane one cycle only (from
@@ -262,38 +282,36 @@ class Lane(wiring.Component):
             unsigned(p.pointer_bits), unsigned(len(entry_bits)), latency=2)
         m.d.comb += [first_bit.a.eq(head.start), first_bit.b.eq(entry_bits)]
         s1_valid = Signal()
-        s1_count = Signal(p.pointer_bits)
         s1_x = Signal(signed(p.activation_bits))
-        m.d.sync += [s1_valid.eq(take & head.entries), s1_count.eq(head.count), s1_x.eq(head.x)]
+        m.d.sync += [s1_valid.eq(take & head.entries), s1_x.eq(head.x)]
         s2_valid = Signal()
         s2_offset = Signal(p.bit_address_bits + 1)
-        s2_count = Signal(p.pointer_bits)
         s2_x = Signal(signed(p.activation_bits))
         m.d.comb += s2_offset.eq(first_bit.p)
-        m.d.sync += [s2_valid.eq(s1_valid), s2_count.eq(s1_count), s2_x.eq(s1_x)]
+        m.d.sync += [s2_valid.eq(s1_valid), s2_x.eq(s1_x)]
 
         # -- Entry generator: one bit position per cycle (cycles P + 3 ..) ------------------
+        # The lane spends cycles P .. P + n - 1 on a column of n >= 1 entries, and the
+        # generator issues them in P + 3 .. P + n + 2: ``issue`` is that flag three cycles
+        # later, so the generator keeps no count of its own (``left`` is the lane's).
+        spending = Signal()
+        m.d.comb += spending.eq((take & head.entries) | ~free)
+        spent = Signal(2)
+        issue = Signal()
+        m.d.sync += [spent.eq(Cat(spending, spent[0])), issue.eq(spent[1])]
         gen_bit = Signal(p.bit_address_bits + 1)
-        gen_left = Signal(p.pointer_bits)
         gen_x = Signal(signed(p.activation_bits))
         gen_first = Signal()
-        # ``issue`` (gen_left != 0) is a register: it enables the generator's registers, and
-        # a comparison of the count in front of them was a path of its own on the UP5K.
-        issue = Signal()
         with m.If(s2_valid):
             m.d.sync += [
                 gen_bit.eq(base_bit + s2_offset),
-                gen_left.eq(s2_count),
                 gen_x.eq(s2_x),
                 gen_first.eq(1),
-                issue.eq(1),                        # a taken column with entries has one
             ]
         with m.Elif(issue):
             m.d.sync += [
                 gen_bit.eq(gen_bit + entry_bits),
-                gen_left.eq(gen_left - 1),
                 gen_first.eq(0),
-                issue.eq(gen_left != 1),
             ]
 
         word = Signal(p.bit_address_bits + 1 - word_shift)
@@ -395,7 +413,50 @@ class Lane(wiring.Component):
             signed(p.weight_bits), signed(p.activation_bits), latency=2)
         m.d.comb += [multiplier.a.eq(d_value), multiplier.b.eq(d_x)]
 
-        # -- Accumulator read and product (entry cycle + 6), read data and addend registered
+        # -- Accumulator read and product, sum and write: the lane retires an update into its
+        # accumulator memory at entry cycle + 9, from a register, in either lane. The RAM
+        # returns anything for a read of the slot written in the same cycle (hw/boards
+        # NO_READ_MEETS_WRITE), so an update takes the sums of the updates ahead of it whose
+        # writes its read misses, when they hit its slot.
+        s5_valid = Signal()
+        s5_slot = Signal(p.slot_bits)
+        s5_product = Signal(signed(p.product_bits))
+        m.d.comb += s5_product.eq(multiplier.p)
+        m.d.sync += [s5_valid.eq(s4_valid & (s4_slot < slots)), s5_slot.eq(s4_slot)]
+        if compact:
+            w1_valid, w1_slot, w1_total, read_valid, read_slot = self._accumulate_compact(
+                m, p, s5_valid, s5_slot, s5_product, acc_rd)
+        else:
+            w1_valid, w1_slot, w1_total, read_valid, read_slot = self._accumulate_standard(
+                m, p, s4_valid, s4_slot, s5_valid, s5_slot, s5_product, acc_rd)
+
+        clear_en = Signal()
+        clear_addr = Signal(range(p.bank_depth))
+        m.d.sync += [clear_en.eq(self.out_en), clear_addr.eq(self.out_addr)]
+        # The read address is the update's while one is reading, the output stage's otherwise
+        # (it reads only while the lane is drained): a register of the lane's own selects it.
+        # Selected by ``out_en``, the core's walk register reached all 16 lanes' read
+        # addresses through two LUTs (a worst path of the 16-lane ULX3S build).
+        with m.If(read_valid):
+            m.d.comb += acc_rd.addr.eq(read_slot)
+        with m.Else():
+            m.d.comb += acc_rd.addr.eq(self.out_addr)
+        with m.If(clear_en):
+            m.d.comb += [acc_wr.en.eq(1), acc_wr.addr.eq(clear_addr), acc_wr.data.eq(0)]
+        with m.Else():
+            m.d.comb += [
+                acc_wr.en.eq(w1_valid),
+                acc_wr.addr.eq(w1_slot),
+                acc_wr.data.eq(w1_total),
+            ]
+        m.d.comb += self.out_data.eq(acc_rd.data)
+        return m
+
+    @staticmethod
+    def _accumulate_standard(m, p, s4_valid, s4_slot, s5_valid, s5_slot, s5_product, acc_rd):
+        """The ECP5's loop: the accumulator read in s4 (entry cycle + 6) goes straight into a
+        register. Returns the write's (valid, slot, total) and the read's (valid, slot)."""
+        # Accumulator read and product (entry cycle + 6), read data and addend registered
         # (+7), sum (+8) and accumulator write (+9, from a register). An update's read misses
         # the writes of the three updates ahead of it: the third writes in the cycle of the
         # read, which returns anything then (hw/boards NO_READ_MEETS_WRITE), the other two
@@ -403,10 +464,6 @@ class Lane(wiring.Component):
         # of the two nearer ones to its own when they hit its slot (the sum is the same), and
         # takes the third's sum instead of the read when it hits: the RAM's read data goes
         # straight into a register, and the sum is one 2:1 multiplexer after its registers.
-        s5_valid = Signal()
-        s5_slot = Signal(p.slot_bits)
-        s5_product = Signal(signed(p.product_bits))
-        m.d.comb += s5_product.eq(multiplier.p)
         s5_hit1, s5_hit2, s5_hit3 = Signal(), Signal(), Signal()
         s6_valid = Signal()
         s6_slot = Signal(p.slot_bits)
@@ -415,8 +472,6 @@ class Lane(wiring.Component):
         w1_slot = Signal(p.slot_bits)
         w1_product = Signal(signed(p.product_bits))
         m.d.sync += [
-            s5_valid.eq(s4_valid & (s4_slot < slots)),
-            s5_slot.eq(s4_slot),
             # The updates one, two and three ahead of s4's: in s5, s6 and w1.
             s5_hit1.eq(s5_valid & (s5_slot == s4_slot)),
             s5_hit2.eq(s6_valid & (s6_slot == s4_slot)),
@@ -445,25 +500,34 @@ class Lane(wiring.Component):
         total = Signal(signed(p.accumulator_bits))
         m.d.comb += total.eq(Mux(s6_hit3, s6_forward, s6_read) + s6_addend)
         m.d.sync += w1_total.eq(total)
+        return w1_valid, w1_slot, w1_total, s4_valid, s4_slot
 
-        clear_en = Signal()
-        clear_addr = Signal(range(p.bank_depth))
-        m.d.sync += [clear_en.eq(self.out_en), clear_addr.eq(self.out_addr)]
-        # The read address is the update's while one is in s4, the output stage's otherwise
-        # (it reads only while the lane is drained): a register of the lane's own selects it.
-        # Selected by ``out_en``, the core's walk register reached all 16 lanes' read
-        # addresses through two LUTs (a worst path of the 16-lane ULX3S build).
-        with m.If(s4_valid):
-            m.d.comb += acc_rd.addr.eq(s4_slot)
-        with m.Else():
-            m.d.comb += acc_rd.addr.eq(self.out_addr)
-        with m.If(clear_en):
-            m.d.comb += [acc_wr.en.eq(1), acc_wr.addr.eq(clear_addr), acc_wr.data.eq(0)]
-        with m.Else():
-            m.d.comb += [
-                acc_wr.en.eq(w1_valid),
-                acc_wr.addr.eq(w1_slot),
-                acc_wr.data.eq(w1_total),
-            ]
-        m.d.comb += self.out_data.eq(acc_rd.data)
-        return m
+    @staticmethod
+    def _accumulate_compact(m, p, s5_valid, s5_slot, s5_product, acc_rd):
+        """The compact loop: the accumulator read in s5 (entry cycle + 7) goes straight into
+        the sum (+8). The read misses the writes of the two updates ahead of it (the second
+        writes in the cycle of the read): the update takes the nearer one's sum (registered
+        for its write) or the farther one's (a cycle later) instead of its read when they hit
+        its slot, and adds its product. Returns as :meth:`_accumulate_standard`."""
+        s6_valid = Signal()
+        s6_slot = Signal(p.slot_bits)
+        s6_product = Signal(signed(p.product_bits))
+        s6_hit1, s6_hit2 = Signal(), Signal()
+        w1_valid = Signal()
+        w1_slot = Signal(p.slot_bits)
+        w1_total = Signal(signed(p.accumulator_bits))
+        w2_total = Signal(signed(p.accumulator_bits))
+        m.d.sync += [
+            s6_valid.eq(s5_valid),
+            s6_slot.eq(s5_slot),
+            s6_product.eq(s5_product),
+            # The updates one and two ahead of s5's: in s6 and w1.
+            s6_hit1.eq(s6_valid & (s6_slot == s5_slot)),
+            s6_hit2.eq(w1_valid & (w1_slot == s5_slot)),
+            w1_valid.eq(s6_valid),
+            w1_slot.eq(s6_slot),
+            w2_total.eq(w1_total),
+        ]
+        before = Mux(s6_hit1, w1_total, Mux(s6_hit2, w2_total, acc_rd.data))
+        m.d.sync += w1_total.eq(before + s6_product)
+        return w1_valid, w1_slot, w1_total, s5_valid, s5_slot

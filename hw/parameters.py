@@ -46,6 +46,10 @@ class EngineParameters:
         the default, gives every lane its own stage and a layer's output walk takes ``slots``
         cycles; ``lanes`` gives one stage for all, which saves its multiplier and adders
         ``lanes - 1`` times over but walks ``lanes x slots`` cycles (the iCE40 UP5K's choice)
+    compact_lanes : the lanes' pipeline registers where their data is narrowest rather than
+        beside their memories: the same cycles and results, fewer flip-flops, longer paths
+        out of the memories (the iCE40 UP5K's choice, where a flip-flop that no LUT of its
+        own feeds takes a logic cell; hw/lane.py)
     """
     lanes: int = 4
     weight_bits: int = 8
@@ -60,6 +64,7 @@ class EngineParameters:
     layer_depth: int = 4
     fifo_depth: int = 4
     lanes_per_output_stage: int = 1
+    compact_lanes: bool = False
 
     def __post_init__(self):
         def integer(name):
@@ -68,8 +73,12 @@ class EngineParameters:
                 raise TypeError(f"{name} must be an integer, not {value!r}")
             return value
 
-        for name in self.__dataclass_fields__:
-            integer(name)
+        for name, field in self.__dataclass_fields__.items():
+            if field.type == "bool":
+                if not isinstance(getattr(self, name), bool):
+                    raise TypeError(f"{name} must be True or False, not {getattr(self, name)!r}")
+            else:
+                integer(name)
         if not 1 <= self.lanes <= MAX_ENGINE_LANES:
             raise ValueError(f"Lane count must be 1 to {MAX_ENGINE_LANES}, not {self.lanes!r}")
         lo, hi = WEIGHT_BITS_RANGE

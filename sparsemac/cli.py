@@ -413,8 +413,17 @@ def _add_engine_options(parser: argparse.ArgumentParser, default_note: str) -> N
 
     group = parser.add_argument_group("engine parameters", default_note)
     for field in fields(EngineParameters):
-        group.add_argument("--" + field.name.replace("_", "-"), dest=field.name, type=int,
-                           metavar="N")
+        flag = field.type == "bool"
+        group.add_argument("--" + field.name.replace("_", "-"), dest=field.name,
+                           type=_yes_or_no if flag else int, metavar="0|1" if flag else "N")
+
+
+def _yes_or_no(text: str) -> bool:
+    """A yes/no engine parameter: 1/0, yes/no, true/false or on/off."""
+    for value, words in ((True, ("1", "yes", "true", "on")), (False, ("0", "no", "false", "off"))):
+        if text.lower() in words:
+            return value
+    raise argparse.ArgumentTypeError(f"expected 0 or 1 (or yes/no), not {text!r}")
 
 
 # -- entry point -------------------------------------------------------------------------------

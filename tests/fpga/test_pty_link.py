@@ -3,7 +3,7 @@ UART pins bit-banged by tests/fpga/uart_harness.cpp onto a pseudo-terminal, and 
 driver's SerialTransport loading a model and running inferences over that pty, bit-exact and
 cycle-exact against the golden model."""
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import numpy as np
 import pytest
@@ -38,9 +38,10 @@ def wide_image():
 
 @pytest.fixture(scope="module")
 def link(image, wide_image):
-    # One build that holds either image.
+    # One build that holds either image, with compact lanes as on the iCEBreaker.
     first, second = asdict(parameters_for(image)), asdict(parameters_for(wide_image))
-    params = EngineParameters(**{name: max(first[name], second[name]) for name in first})
+    params = replace(EngineParameters(**{name: max(first[name], second[name]) for name in first}),
+                     compact_lanes=True)
     idle = longest_run_bound(params, engine_build_info(params)) + 20 * DIVISOR
     link = PtyLink.start(params, DIVISOR, idle_cycles=idle)
     yield link

@@ -1,4 +1,5 @@
-"""The block RAM: every read's word two cycles later, held while its read is disabled; and on
+"""The block RAM: every read's word two cycles later (one without its output register), held
+while its read is disabled; and on
 an ECP5 platform DP16KDs with their output registers on, each bit of the words and of the
 addresses on the pin the block's data sheet gives it (checked by structure: the toolchain has
 no simulation model of the block; the board build places and times it)."""
@@ -19,14 +20,17 @@ from sparsemac.hw.block_ram import BlockRAM
     (1, 3, 1),
     (40, 17, 2),
 ])
-def test_reads_show_their_word_two_cycles_later(width, depth, read_ports):
+@pytest.mark.parametrize("output_register, latency", [(True, 2), (False, 1)])
+def test_reads_show_their_word_latency_cycles_later(width, depth, read_ports, output_register,
+                                                    latency):
     rng = random.Random(f"{width} {depth} {read_ports}")
-    dut = BlockRAM(width, depth, read_ports=read_ports, name="memory")
-    assert dut.LATENCY == 2
+    dut = BlockRAM(width, depth, read_ports=read_ports, name="memory",
+                   output_register=output_register)
+    assert dut.latency == latency
     contents = [0] * depth              # the contents start as zeros
 
     async def bench(ctx):
-        shown = [[None] * read_ports for _ in range(2)]   # words due in 1 and 2 cycles
+        shown = [[None] * read_ports for _ in range(latency)]   # words due in 1 .. latency
         held = [0] * read_ports
         for cycle in range(600):
             write = rng.random() < 0.4
@@ -51,16 +55,17 @@ def test_reads_show_their_word_two_cycles_later(width, depth, read_ports):
             if write:
                 contents[addr] = value
             await ctx.tick()
-            shown = [shown[1], due]
-            if cycle >= 1:
+            shown = [*shown[1:], due]
+            if cycle >= latency - 1:
                 for index, port in enumerate(dut.read):
                     assert ctx.get(port.data) == shown[0][index], f"cycle {cycle} port {index}"
 
     run_clocked(dut, bench)
 
 
-def _ecp5_blocks(width, depth, read_ports=1):
-    dut = BlockRAM(width, depth, read_ports=read_ports, name="memory")
+def _ecp5_blocks(width, depth, read_ports=1, output_register=True):
+    dut = BlockRAM(width, depth, read_ports=read_ports, name="memory",
+                   output_register=output_register)
     return dut, ecp5_instances(dut)
 
 
@@ -106,6 +111,12 @@ def test_ecp5_is_dp16kds_with_output_registers(width, depth, read_ports, block_w
                     assert (pin.value is addr, pin.start) == (True, i - lsb), (prefix, i)
                 else:
                     assert pin.value == (1 if block_width == 18 and i < 2 else 0), (prefix, i)
+
+
+def test_ecp5_without_output_register():
+    for output_register, mode in ((True, "OUTREG"), (False, "NOREG")):
+        _, blocks = _ecp5_blocks(16, 1024, output_register=output_register)
+        assert [block.parameters["REGMODE_B"] for _, block in blocks] == [mode]
 
 
 def test_ecp5_memory_deeper_than_a_block_is_a_memory():

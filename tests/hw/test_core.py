@@ -221,8 +221,8 @@ def test_full_banks_of_a_non_power_of_two_depth():
 
 @pytest.mark.parametrize("seed", range(8))
 def test_random_builds_and_models(seed):
-    """Random builds (lanes, output-stage sharing, FIFO depth, word and run widths) and random
-    1 to 3 layer models."""
+    """Random builds (lanes, output-stage sharing, FIFO depth, word and run widths; standard
+    lanes at even seeds, compact at odd) and random 1 to 3 layer models."""
     rng = np.random.default_rng(1000 + seed)
     weight_bits = int(rng.choice([4, 6, 8]))
     run_bits = int(rng.integers(1, 5))
@@ -232,7 +232,7 @@ def test_random_builds_and_models(seed):
     params = EngineParameters(lanes=lanes, fifo_depth=int(rng.integers(1, 6)),
                               weight_bits=weight_bits, max_run_bits=run_bits,
                               word_bits=word_bits, bank_depth=16,
-                              lanes_per_output_stage=sharing)
+                              lanes_per_output_stage=sharing, compact_lanes=bool(seed % 2))
     sizes = [int(rng.integers(2, 16)) for _ in range(int(rng.integers(2, 5)))]
     layers = [random_layer(rng, f"fc{k}", rows=sizes[k + 1], columns=sizes[k],
                            density=float(rng.uniform(0.05, 0.9)),

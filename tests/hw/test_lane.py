@@ -76,11 +76,16 @@ def run_lane(params, layer, lane, x, valid_probability, seed):
     return np.array(accumulators), expect, takes, [int(work[c]) for c, _ in columns]
 
 
+# Each test runs both lanes: the standard one and the compact one (the same cycles).
+both_lanes = pytest.mark.parametrize("compact", [False, True], ids=["standard", "compact"])
+
+
+@both_lanes
 @pytest.mark.parametrize("seed", range(5))
-def test_accumulates_with_gaps(seed):
+def test_accumulates_with_gaps(seed, compact):
     rng = np.random.default_rng(seed)
     params = EngineParameters(lanes=2, word_bits=16, max_run_bits=int(rng.integers(1, 5)),
-                              weight_bits=8)
+                              weight_bits=8, compact_lanes=compact)
     layer = random_layer(rng, "fc", rows=int(rng.integers(2, 20)),
                          columns=int(rng.integers(1, 12)), density=0.4)
     x = random_input(rng, layer.shape[1])
@@ -88,11 +93,12 @@ def test_accumulates_with_gaps(seed):
     assert np.array_equal(got, expect), f"seed {seed}: {got} != {expect}"
 
 
+@both_lanes
 @pytest.mark.parametrize("seed", range(4))
-def test_one_entry_per_cycle(seed):
+def test_one_entry_per_cycle(seed, compact):
     """With a column always waiting, the lane takes the next one after max(1, n) cycles."""
     rng = np.random.default_rng(20 + seed)
-    params = EngineParameters(lanes=1, word_bits=16, max_run_bits=2)
+    params = EngineParameters(lanes=1, word_bits=16, max_run_bits=2, compact_lanes=compact)
     layer = random_layer(rng, "fc", rows=int(rng.integers(4, 16)), columns=10,
                          density=0.5)
     x = random_input(rng, 10, zero_fraction=0.2)
@@ -101,13 +107,14 @@ def test_one_entry_per_cycle(seed):
     assert list(np.diff(takes)) == work[:-1], f"seed {seed}: takes {takes}, work {work}"
 
 
+@both_lanes
 @pytest.mark.parametrize("rows", range(1, 7))
-def test_updates_of_one_slot_at_every_distance(rows):
+def test_updates_of_one_slot_at_every_distance(rows, compact):
     """A dense layer of ``rows`` rows updates each slot every ``rows`` cycles: distances 1 and
     2 are each one of the forwarded writes, 3 to 6 read what the memory holds (a deeper
     accumulate pipeline forwards more: the test covers the depths it has been built with)."""
     rng = np.random.default_rng(40 + rows)
-    params = EngineParameters(lanes=1, word_bits=16, max_run_bits=2)
+    params = EngineParameters(lanes=1, word_bits=16, max_run_bits=2, compact_lanes=compact)
     layer = random_layer(rng, "fc", rows=rows, columns=12, density=1.0, extreme=True)
     x = random_input(rng, 12, zero_fraction=0.0)
     got, expect, takes, work = run_lane(params, layer, 0, x, 1.0, rows)

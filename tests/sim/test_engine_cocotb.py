@@ -33,13 +33,15 @@ def _build(lanes: int, bank_depth: int, layer_depth: int, **fields) -> EnginePar
 
 #: The engine builds under test. Entry widths (value + run bits) against word widths:
 #: 7 of 8, 12 of 16, 18 of 32 and 23 of 64, so entries straddle words in every build. Output
-#: stages: one for all 4 lanes, one per 2 of 8 lanes, one per lane of 16.
+#: stages: one for all 4 lanes, one per 2 of 8 lanes, one per lane of 16. Lanes: compact in
+#: the small builds (as on the UP5K), standard in the large ones (as on the ECP5).
 BUILDS = {
     "n1w4a8": _build(1, 48, 2, weight_bits=4, activation_bits=8, accumulator_bits=20,
-                     max_run_bits=3, word_bits=8, entry_words=600, fifo_depth=1),
+                     max_run_bits=3, word_bits=8, entry_words=600, fifo_depth=1,
+                     compact_lanes=True),
     "n4w8a16": _build(4, 32, 3, weight_bits=8, activation_bits=16, accumulator_bits=40,
                       max_run_bits=4, word_bits=16, entry_words=1200, fifo_depth=4,
-                      lanes_per_output_stage=4),
+                      lanes_per_output_stage=4, compact_lanes=True),
     "n8w12a8": _build(8, 16, 3, weight_bits=12, activation_bits=8, accumulator_bits=32,
                       max_run_bits=6, word_bits=32, entry_words=400, fifo_depth=2,
                       lanes_per_output_stage=2),
