@@ -511,6 +511,9 @@ class Lane(wiring.Component):
         its slot, and adds its product. Returns as :meth:`_accumulate_standard`."""
         s6_valid = Signal()
         s6_slot = Signal(p.slot_bits)
+        # Reset, unlike the multiplier's own registers: without one Yosys 0.70's ice40_dsp
+        # takes this register into the SB_MAC16 and builds the sum without the product
+        # (tests/fpga/test_gate_level.py fails so).
         s6_product = Signal(signed(p.product_bits))
         s6_hit1, s6_hit2 = Signal(), Signal()
         w1_valid = Signal()
