@@ -41,10 +41,11 @@ class Lane(wiring.Component):
     slot, +6 accumulator read and product, +7 read data and addend registered, +8 sum, +9
     accumulator write.
 
-    A compact lane (``params.compact_lanes``, for a slow clock where flip-flops are what
+    A compact lane (``params.compact``, for a slow clock where flip-flops are what
     runs out) has the same cycles with fewer registers: it reads its pointers in ``B+3``
     straight into the logic, carrying the column's index there instead of the pointers
-    after the read, and its accumulator in entry cycle + 7, straight into the sum.
+    after the read, and its accumulator in entry cycle + 7, straight into the sum, which it
+    writes in + 8.
 
     Parameters
     ----------
@@ -82,7 +83,8 @@ class Lane(wiring.Component):
 
     #: Cycles from accepting a column on ``i`` to the first cycle it may be taken.
     FETCH_CYCLES = 7
-    #: Cycles from the lane going free to its last accumulator write (inclusive).
+    #: Cycles from the lane going free to its last accumulator write (inclusive; a compact
+    #: lane's lands a cycle earlier, and the cycle model keeps this one).
     DRAIN_CYCLES = 11
 
     def __init__(self, params: EngineParameters, *, capacity: int):
@@ -125,7 +127,7 @@ class Lane(wiring.Component):
         # -- Memories -----------------------------------------------------------------------
         # The pointer and entry memories' words come out of a register two cycles after
         # the address (on the ECP5 the block RAM's own, hw/block_ram.py).
-        compact = p.compact_lanes
+        compact = p.compact
         m.submodules.pointer_ram = pointers = BlockRAM(p.pointer_bits, p.pointer_depth,
                                                        read_ports=2, name="pointers",
                                                        output_register=not compact)
@@ -408,27 +410,32 @@ class Lane(wiring.Component):
         # The product's operand registers (+5) and product register (+6) are the multiplier's
         # (on the ECP5 its DSP block's own: with fabric registers on either side, the routes
         # into and out of the DSP column were the 16-lane build's longest paths). They take
-        # every cycle; only valid updates use the product.
+        # every cycle; only valid updates use the product. A compact lane takes the operands
+        # a cycle later, so that its product register (+7) feeds the sum itself: Yosys takes
+        # the operands' and product's registers into the UP5K's SB_MAC16 only when the
+        # product register feeds logic, not another register.
         m.submodules.multiplier = multiplier = PipelinedMultiplier(
             signed(p.weight_bits), signed(p.activation_bits), latency=2)
-        m.d.comb += [multiplier.a.eq(d_value), multiplier.b.eq(d_x)]
+        if compact:
+            s4_value = Signal.like(d_value, reset_less=True)
+            s4_x = Signal.like(d_x, reset_less=True)
+            m.d.sync += [s4_value.eq(d_value), s4_x.eq(d_x)]
+            m.d.comb += [multiplier.a.eq(s4_value), multiplier.b.eq(s4_x)]
+        else:
+            m.d.comb += [multiplier.a.eq(d_value), multiplier.b.eq(d_x)]
 
         # -- Accumulator read and product, sum and write: the lane retires an update into its
-        # accumulator memory at entry cycle + 9, from a register, in either lane. The RAM
-        # returns anything for a read of the slot written in the same cycle (hw/boards
+        # accumulator memory at entry cycle + 9 (a compact lane at + 8). The RAM returns
+        # anything for a read of the slot written in the same cycle (hw/boards
         # NO_READ_MEETS_WRITE), so an update takes the sums of the updates ahead of it whose
         # writes its read misses, when they hit its slot.
         s5_valid = Signal()
         s5_slot = Signal(p.slot_bits)
-        s5_product = Signal(signed(p.product_bits))
-        m.d.comb += s5_product.eq(multiplier.p)
         m.d.sync += [s5_valid.eq(s4_valid & (s4_slot < slots)), s5_slot.eq(s4_slot)]
-        if compact:
-            w1_valid, w1_slot, w1_total, read_valid, read_slot = self._accumulate_compact(
-                m, p, s5_valid, s5_slot, s5_product, acc_rd)
-        else:
-            w1_valid, w1_slot, w1_total, read_valid, read_slot = self._accumulate_standard(
-                m, p, s4_valid, s4_slot, s5_valid, s5_slot, s5_product, acc_rd)
+        write_valid, write_slot, write_total, read_valid, read_slot = (
+            self._accumulate_compact(m, p, s5_valid, s5_slot, multiplier.p, acc_rd) if compact
+            else self._accumulate_standard(m, p, s4_valid, s4_slot, s5_valid, s5_slot,
+                                           multiplier.p, acc_rd))
 
         clear_en = Signal()
         clear_addr = Signal(range(p.bank_depth))
@@ -445,9 +452,9 @@ class Lane(wiring.Component):
             m.d.comb += [acc_wr.en.eq(1), acc_wr.addr.eq(clear_addr), acc_wr.data.eq(0)]
         with m.Else():
             m.d.comb += [
-                acc_wr.en.eq(w1_valid),
-                acc_wr.addr.eq(w1_slot),
-                acc_wr.data.eq(w1_total),
+                acc_wr.en.eq(write_valid),
+                acc_wr.addr.eq(write_slot),
+                acc_wr.data.eq(write_total),
             ]
         m.d.comb += self.out_data.eq(acc_rd.data)
         return m
@@ -503,34 +510,23 @@ class Lane(wiring.Component):
         return w1_valid, w1_slot, w1_total, s4_valid, s4_slot
 
     @staticmethod
-    def _accumulate_compact(m, p, s5_valid, s5_slot, s5_product, acc_rd):
+    def _accumulate_compact(m, p, s5_valid, s5_slot, s6_product, acc_rd):
         """The compact loop: the accumulator read in s5 (entry cycle + 7) goes straight into
-        the sum (+8). The read misses the writes of the two updates ahead of it (the second
-        writes in the cycle of the read): the update takes the nearer one's sum (registered
-        for its write) or the farther one's (a cycle later) instead of its read when they hit
-        its slot, and adds its product. Returns as :meth:`_accumulate_standard`."""
+        the sum (+8), and so does the product (``s6_product``, the multiplier's register), and
+        the sum is written in the same cycle (+8, a cycle before the standard lane's write).
+        The read misses only the write of the update one ahead of it, in the cycle of the
+        read: the update takes that one's sum, registered, instead of its read when it hits
+        its slot. Returns as :meth:`_accumulate_standard`."""
         s6_valid = Signal()
         s6_slot = Signal(p.slot_bits)
-        # Reset, unlike the multiplier's own registers: without one Yosys 0.70's ice40_dsp
-        # takes this register into the SB_MAC16 and builds the sum without the product
-        # (tests/fpga/test_gate_level.py fails so).
-        s6_product = Signal(signed(p.product_bits))
-        s6_hit1, s6_hit2 = Signal(), Signal()
-        w1_valid = Signal()
-        w1_slot = Signal(p.slot_bits)
-        w1_total = Signal(signed(p.accumulator_bits))
-        w2_total = Signal(signed(p.accumulator_bits))
+        s6_hit = Signal()
         m.d.sync += [
             s6_valid.eq(s5_valid),
             s6_slot.eq(s5_slot),
-            s6_product.eq(s5_product),
-            # The updates one and two ahead of s5's: in s6 and w1.
-            s6_hit1.eq(s6_valid & (s6_slot == s5_slot)),
-            s6_hit2.eq(w1_valid & (w1_slot == s5_slot)),
-            w1_valid.eq(s6_valid),
-            w1_slot.eq(s6_slot),
-            w2_total.eq(w1_total),
+            s6_hit.eq(s6_valid & (s6_slot == s5_slot)),      # the update one ahead of s5's
         ]
-        before = Mux(s6_hit1, w1_total, Mux(s6_hit2, w2_total, acc_rd.data))
-        m.d.sync += w1_total.eq(before + s6_product)
-        return w1_valid, w1_slot, w1_total, s5_valid, s5_slot
+        total = Signal(signed(p.accumulator_bits))
+        ahead = Signal(signed(p.accumulator_bits))           # its sum, a cycle later
+        m.d.comb += total.eq(Mux(s6_hit, ahead, acc_rd.data) + s6_product)
+        m.d.sync += ahead.eq(total)
+        return s6_valid, s6_slot, total, s5_valid, s5_slot

@@ -46,7 +46,7 @@ class EngineParameters:
         the default, gives every lane its own stage and a layer's output walk takes ``slots``
         cycles; ``lanes`` gives one stage for all, which saves its multiplier and adders
         ``lanes - 1`` times over but walks ``lanes x slots`` cycles (the iCE40 UP5K's choice)
-    compact_lanes : the lanes' pipeline registers where their data is narrowest rather than
+    compact : the lanes' pipeline registers where their data is narrowest rather than
         beside their memories: the same cycles and results, fewer flip-flops, longer paths
         out of the memories (the iCE40 UP5K's choice, where a flip-flop that no LUT of its
         own feeds takes a logic cell; hw/lane.py)
@@ -64,7 +64,7 @@ class EngineParameters:
     layer_depth: int = 4
     fifo_depth: int = 4
     lanes_per_output_stage: int = 1
-    compact_lanes: bool = False
+    compact: bool = False
 
     def __post_init__(self):
         def integer(name):

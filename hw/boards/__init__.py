@@ -189,7 +189,7 @@ BOARDS: dict[str, Board] = {
         # stage's and link's ~1,400: of the 5,280 logic cells 2 lanes do not fit
         # (docs/fpga.md).
         params=EngineParameters(lanes=1, entry_words=32768, pointer_depth=256, slot_depth=64,
-                                bank_depth=32, layer_depth=4, fifo_depth=4, compact_lanes=True),
+                                bank_depth=32, layer_depth=4, fifo_depth=4, compact=True),
         # Its 5,280 logic cells and 8 multipliers hold one output stage, not one per lane.
         max_output_stages=1,
         synth_opts=("-dsp", "-spram"), nextpnr_args=("--up5k", "--package", "sg48"),

@@ -22,7 +22,7 @@ def test_icebreaker_engine_after_synthesis(lanes, rng):
 
     board = get_board("icebreaker")
     params = board.engine_parameters(lanes=lanes)
-    assert params.compact_lanes
+    assert params.compact
     with Device(start_gate_level(board, params), run_timeout=60) as device:
         info = device.info()
         model = random_model(rng, [30, 32, 10], 0.3)          # a bank holds 32 values

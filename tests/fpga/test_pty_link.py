@@ -41,7 +41,7 @@ def link(image, wide_image):
     # One build that holds either image, with compact lanes as on the iCEBreaker.
     first, second = asdict(parameters_for(image)), asdict(parameters_for(wide_image))
     params = replace(EngineParameters(**{name: max(first[name], second[name]) for name in first}),
-                     compact_lanes=True)
+                     compact=True)
     idle = longest_run_bound(params, engine_build_info(params)) + 20 * DIVISOR
     link = PtyLink.start(params, DIVISOR, idle_cycles=idle)
     yield link

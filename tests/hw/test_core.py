@@ -232,7 +232,7 @@ def test_random_builds_and_models(seed):
     params = EngineParameters(lanes=lanes, fifo_depth=int(rng.integers(1, 6)),
                               weight_bits=weight_bits, max_run_bits=run_bits,
                               word_bits=word_bits, bank_depth=16,
-                              lanes_per_output_stage=sharing, compact_lanes=bool(seed % 2))
+                              lanes_per_output_stage=sharing, compact=bool(seed % 2))
     sizes = [int(rng.integers(2, 16)) for _ in range(int(rng.integers(2, 5)))]
     layers = [random_layer(rng, f"fc{k}", rows=sizes[k + 1], columns=sizes[k],
                            density=float(rng.uniform(0.05, 0.9)),

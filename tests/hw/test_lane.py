@@ -85,7 +85,7 @@ both_lanes = pytest.mark.parametrize("compact", [False, True], ids=["standard", 
 def test_accumulates_with_gaps(seed, compact):
     rng = np.random.default_rng(seed)
     params = EngineParameters(lanes=2, word_bits=16, max_run_bits=int(rng.integers(1, 5)),
-                              weight_bits=8, compact_lanes=compact)
+                              weight_bits=8, compact=compact)
     layer = random_layer(rng, "fc", rows=int(rng.integers(2, 20)),
                          columns=int(rng.integers(1, 12)), density=0.4)
     x = random_input(rng, layer.shape[1])
@@ -98,7 +98,7 @@ def test_accumulates_with_gaps(seed, compact):
 def test_one_entry_per_cycle(seed, compact):
     """With a column always waiting, the lane takes the next one after max(1, n) cycles."""
     rng = np.random.default_rng(20 + seed)
-    params = EngineParameters(lanes=1, word_bits=16, max_run_bits=2, compact_lanes=compact)
+    params = EngineParameters(lanes=1, word_bits=16, max_run_bits=2, compact=compact)
     layer = random_layer(rng, "fc", rows=int(rng.integers(4, 16)), columns=10,
                          density=0.5)
     x = random_input(rng, 10, zero_fraction=0.2)
@@ -114,7 +114,7 @@ def test_updates_of_one_slot_at_every_distance(rows, compact):
     2 are each one of the forwarded writes, 3 to 6 read what the memory holds (a deeper
     accumulate pipeline forwards more: the test covers the depths it has been built with)."""
     rng = np.random.default_rng(40 + rows)
-    params = EngineParameters(lanes=1, word_bits=16, max_run_bits=2, compact_lanes=compact)
+    params = EngineParameters(lanes=1, word_bits=16, max_run_bits=2, compact=compact)
     layer = random_layer(rng, "fc", rows=rows, columns=12, density=1.0, extreme=True)
     x = random_input(rng, 12, zero_fraction=0.0)
     got, expect, takes, work = run_lane(params, layer, 0, x, 1.0, rows)

@@ -38,10 +38,10 @@ def _build(lanes: int, bank_depth: int, layer_depth: int, **fields) -> EnginePar
 BUILDS = {
     "n1w4a8": _build(1, 48, 2, weight_bits=4, activation_bits=8, accumulator_bits=20,
                      max_run_bits=3, word_bits=8, entry_words=600, fifo_depth=1,
-                     compact_lanes=True),
+                     compact=True),
     "n4w8a16": _build(4, 32, 3, weight_bits=8, activation_bits=16, accumulator_bits=40,
                       max_run_bits=4, word_bits=16, entry_words=1200, fifo_depth=4,
-                      lanes_per_output_stage=4, compact_lanes=True),
+                      lanes_per_output_stage=4, compact=True),
     "n8w12a8": _build(8, 16, 3, weight_bits=12, activation_bits=8, accumulator_bits=32,
                       max_run_bits=6, word_bits=32, entry_words=400, fifo_depth=2,
                       lanes_per_output_stage=2),
