@@ -121,33 +121,45 @@ class OutputStage(wiring.Component):
 
         # Cycle +1: each lane's accumulator read is registered straight out of its memory
         # (the lanes' memories are spread over the device: no select in this cycle), and the
-        # record's parameters are read.
+        # record's parameters are read. A compact stage (``params.compact``) selects the
+        # record's accumulator in this cycle instead, and reads its parameters a cycle
+        # later, straight into the bias adder: one accumulator register, not one a lane, and
+        # no register of the parameters.
         s1_valid = Signal()
         s1_lane = Signal.like(self.lane)
         s1_slot = Signal.like(self.slot)
         m.d.sync += [s1_valid.eq(self.en), s1_lane.eq(self.lane), s1_slot.eq(self.slot)]
-        s1_acc = Signal.like(self.acc)
-        m.d.sync += s1_acc.eq(self.acc)
-        # The parameter row's address is added before its register: the stages' slot
-        # registers hold the same values, Yosys merges them, and one adder after them fed
-        # every stage's parameter block RAM (6.2 ns of routing on the 16-lane ULX3S).
-        m.d.sync += row.eq(self.param_base + self.slot)
-        m.d.comb += row_rd.addr.eq(Cat(s1_lane[:lane_bits], row))
-
-        # Cycle +2: the record's accumulator, through the lane select, and its parameters,
-        # both registered.
         a_valid = Signal()
         a_lane = Signal.like(self.lane)
         a_slot = Signal.like(self.slot)
         m.d.sync += [a_valid.eq(s1_valid), a_lane.eq(s1_lane), a_slot.eq(s1_slot)]
+
+        def lane_select(accumulators, lane):
+            return accumulators[lane] if self._lanes > 1 else accumulators[0]
+
         r_valid = Signal()
         r_lane = Signal.like(self.lane)
         r_slot = Signal.like(self.slot)
         r_acc = Signal(signed(p.accumulator_bits))
-        r_row = Signal(self._row)
-        m.d.sync += [r_valid.eq(a_valid), r_lane.eq(a_lane), r_slot.eq(a_slot),
-                     r_acc.eq(s1_acc[a_lane] if self._lanes > 1 else s1_acc[0]),
-                     r_row.eq(row_rd.data)]
+        m.d.sync += [r_valid.eq(a_valid), r_lane.eq(a_lane), r_slot.eq(a_slot)]
+        if p.compact:
+            a_acc = Signal(signed(p.accumulator_bits))
+            m.d.sync += [a_acc.eq(lane_select(self.acc, s1_lane)), r_acc.eq(a_acc),
+                         row.eq(self.param_base + s1_slot)]
+            m.d.comb += row_rd.addr.eq(Cat(a_lane[:lane_bits], row))
+            r_row = row_rd.data
+        else:
+            s1_acc = Signal.like(self.acc)
+            m.d.sync += s1_acc.eq(self.acc)
+            # The parameter row's address is added before its register: the stages' slot
+            # registers hold the same values, Yosys merges them, and one adder after them
+            # fed every stage's parameter block RAM (6.2 ns of routing on the 16-lane ULX3S).
+            m.d.sync += row.eq(self.param_base + self.slot)
+            m.d.comb += row_rd.addr.eq(Cat(s1_lane[:lane_bits], row))
+            # Cycle +2: the record's accumulator, through the lane select, and its
+            # parameters, both registered.
+            r_row = Signal(self._row)
+            m.d.sync += [r_acc.eq(lane_select(s1_acc, a_lane)), r_row.eq(row_rd.data)]
 
         # Cycle +3: add the bias.
         s2_valid = Signal()

@@ -46,10 +46,11 @@ class EngineParameters:
         the default, gives every lane its own stage and a layer's output walk takes ``slots``
         cycles; ``lanes`` gives one stage for all, which saves its multiplier and adders
         ``lanes - 1`` times over but walks ``lanes x slots`` cycles (the iCE40 UP5K's choice)
-    compact : the lanes' pipeline registers where their data is narrowest rather than
-        beside their memories: the same cycles and results, fewer flip-flops, longer paths
-        out of the memories (the iCE40 UP5K's choice, where a flip-flop that no LUT of its
-        own feeds takes a logic cell; hw/lane.py)
+    compact : the lanes' and output stages' pipeline registers where their data is
+        narrowest rather than beside their memories: the same cycles and results, fewer
+        flip-flops, longer paths out of the memories (the iCE40 UP5K's choice, where a
+        flip-flop that no LUT of its own feeds takes a logic cell; hw/lane.py,
+        hw/output_stage.py)
     """
     lanes: int = 4
     weight_bits: int = 8

@@ -72,12 +72,18 @@ def run_output_stage(params, acc, bias, multiplier, shift, relu, base, seed):
     return np.array([[results[l, s] for s in range(slots)] for l in range(lanes)])
 
 
+# Each test runs both stages: the standard one and the compact one (the same cycles).
+both_stages = pytest.mark.parametrize("compact", [False, True], ids=["standard", "compact"])
+
+
+@both_stages
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("activation_bits, lanes", [(8, 1), (16, 1), (8, 3), (16, 4)])
-def test_requantize_matches_numerics(seed, activation_bits, lanes):
+def test_requantize_matches_numerics(seed, activation_bits, lanes, compact):
     rng = np.random.default_rng(seed)
     params = EngineParameters(lanes=lanes, activation_bits=activation_bits,
-                              accumulator_bits=47, slot_depth=48, bank_depth=32)
+                              accumulator_bits=47, slot_depth=48, bank_depth=32,
+                              compact=compact)
     slots = 24
     big = 1 << 45
     acc = rng.integers(-big, big, size=(lanes, slots))
@@ -100,14 +106,15 @@ def test_requantize_matches_numerics(seed, activation_bits, lanes):
         assert list(got[0, :6]) == [3, -2, -3, 127, -128, 3]
 
 
+@both_stages
 @pytest.mark.parametrize("activation_bits", [8, 16])
 @pytest.mark.parametrize("relu", [False, True])
-def test_clamp_edges(activation_bits, relu):
+def test_clamp_edges(activation_bits, relu, compact):
     # Multiplier 1 and shift 0 or 1: the shifted value is the sum itself, so these sums land
     # on either side of the activation range, of twice it (the rounding's input) and of the
     # output stage's saturation width (activation bits + 3).
     params = EngineParameters(lanes=2, activation_bits=activation_bits, accumulator_bits=47,
-                              slot_depth=64, bank_depth=64)
+                              slot_depth=64, bank_depth=64, compact=compact)
     edges = []
     for bound in (1 << (activation_bits - 1), 1 << activation_bits,
                   1 << (activation_bits + 2), 1 << 40):
