@@ -139,8 +139,10 @@ class Lane(wiring.Component):
         # otherwise (loading and computing never overlap), and no read while it is written:
         # what a single-port RAM needs, so Yosys can map them to the UP5K's SPRAM.
         half = p.entry_words // 2
-        m.submodules.even_ram = even = BlockRAM(word_bits, half, name="even")
-        m.submodules.odd_ram = odd = BlockRAM(word_bits, half, name="odd")
+        m.submodules.even_ram = even = BlockRAM(word_bits, half, name="even",
+                                                output_register=not compact)
+        m.submodules.odd_ram = odd = BlockRAM(word_bits, half, name="odd",
+                                              output_register=not compact)
         (even_rd,), (odd_rd,) = even.read, odd.read
         even_addr = Signal.like(even_rd.addr)
         odd_addr = Signal.like(odd_rd.addr)
@@ -164,17 +166,23 @@ class Lane(wiring.Component):
 
         # -- The layer's configuration, registered in the lane ------------------------------
         # (the configuration comes from one register for all lanes; copies here keep its
-        # routing out of the lane's paths).
+        # routing out of the lane's paths). A compact lane uses that register itself.
         pointer_first = Signal.like(self.pointer_base)
         pointer_last = Signal(len(self.pointer_base) + 1)
         value_bits = Signal.like(self.value_bits)
         slots = Signal.like(self.slots)
-        m.d.sync += [
+        base_bit = Signal(p.bit_address_bits + 1)         # the layer's first entry bit
+        m.d.sync += pointer_last.eq(self.pointer_base + 1)
+        configuration = [
             pointer_first.eq(self.pointer_base),
-            pointer_last.eq(self.pointer_base + 1),
             value_bits.eq(self.value_bits),
             slots.eq(self.slots),
+            base_bit.eq(self.entry_base << word_shift),
         ]
+        if compact:
+            m.d.comb += configuration
+        else:
+            m.d.sync += configuration
 
         # -- Pointer fetch, ahead of the FIFO (cycles B .. B+5) ------------------------------
         # The sender's credits keep the columns accepted and not yet taken within the FIFO's
@@ -274,8 +282,6 @@ class Lane(wiring.Component):
 
         entry_bits = Signal(range(2 * 16 + 1))
         m.d.sync += entry_bits.eq(self.value_bits + self.run_bits)
-        base_bit = Signal(p.bit_address_bits + 1)
-        m.d.sync += base_bit.eq(self.entry_base << word_shift)
 
         # -- The column's first bit position (cycles P+1, P+2) ------------------------------
         # First entry times entry width, in a multiplier (a DSP block) with its operand and
@@ -318,10 +324,18 @@ class Lane(wiring.Component):
 
         word = Signal(p.bit_address_bits + 1 - word_shift)
         m.d.comb += word.eq(gen_bit >> word_shift)
+        # The words arrive in entry cycle + 2: read at once through the memories' output
+        # registers, or, in a compact lane, read a cycle later (the word address registered,
+        # fewer bits than the two words) without them.
+        if compact:
+            read_word = Signal.like(word)
+            m.d.sync += read_word.eq(word)
+        else:
+            read_word = word
         with m.If(self.entry_w.en):
             m.d.comb += [even_addr.eq(self.entry_w.addr >> 1), odd_addr.eq(self.entry_w.addr >> 1)]
         with m.Else():
-            m.d.comb += [even_addr.eq((word + 1) >> 1), odd_addr.eq(word >> 1)]
+            m.d.comb += [even_addr.eq((read_word + 1) >> 1), odd_addr.eq(read_word >> 1)]
         e1_valid = Signal()
         e1_offset = Signal(range(word_bits))
         e1_odd = Signal()
