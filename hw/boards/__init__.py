@@ -182,13 +182,13 @@ BOARDS: dict[str, Board] = {
         # 42 MHz (PLL 12 x 56 / 16) and 3 Mbaud (divisor 14, exact; the FT2232H makes it
         # exactly too), met at three placement seeds of four (docs/fpga.md).
         oscillator=12e6, frequency=42e6, baudrate=3_000_000,
-        # One lane: a lane takes 2 of the 8 SB_MAC16 (its product and its columns' first
-        # bit positions), two of the 4 SPRAMs (its 32,768 entry words), 9 of the 30 block
-        # RAMs (pointers, accumulators, FIFO) and 744 LUT4s and 842 flip-flops after
-        # synthesis, beside the command processor's 957 LUT4s and the core's, output
-        # stage's and link's ~1,400: of the 5,280 logic cells 2 lanes do not fit
-        # (docs/fpga.md).
-        params=EngineParameters(lanes=1, entry_words=32768, pointer_depth=256, slot_depth=64,
+        # Two compact lanes: a lane takes 2 of the 8 SB_MAC16 (its product and its columns'
+        # first bit positions), two of the 4 SPRAMs (its 32,768 entry words), 9 of the 30
+        # block RAMs (pointers, accumulators, FIFO) and about 600 LUT4s and 550 flip-flops
+        # after synthesis; with the shared output stage's 2 SB_MAC16s and the layer table's 4
+        # block RAMs, 2 lanes take every SPRAM and block RAM and 96% of the logic cells, so
+        # no third lane fits (docs/fpga.md).
+        params=EngineParameters(lanes=2, entry_words=32768, pointer_depth=256, slot_depth=64,
                                 bank_depth=32, layer_depth=4, fifo_depth=4, compact=True),
         # Its 5,280 logic cells and 8 multipliers hold one output stage, not one per lane.
         max_output_stages=1,
