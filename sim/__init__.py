@@ -8,6 +8,8 @@
   :mod:`.streams` holds the byte-stream source/sink models those modules use.
 - :mod:`.process` runs a design as a stdin/stdout pipe (``harness.cpp``):
   :class:`HarnessProcess`, the host driver's Verilator transport.
+- :mod:`.gate_level` runs the same on the netlist a board's Yosys flow makes of the engine,
+  with Yosys' models of the FPGA's cells (post-synthesis simulation, iCE40 only).
 
 docs/simulation.md explains the cache, the environment variables, the harness protocol and the
 lint waivers.
