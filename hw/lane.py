@@ -44,8 +44,10 @@ class Lane(wiring.Component):
     A compact lane (``params.compact``, for a slow clock where flip-flops are what
     runs out) has the same cycles with fewer registers: it reads its pointers in ``B+3``
     straight into the logic, carrying the column's index there instead of the pointers
-    after the read, and its accumulator in entry cycle + 7, straight into the sum, which it
-    writes in + 8.
+    after the read; registers an entry's word address (+1) and reads the two words without
+    the memories' output registers (+2); takes the product's operands a cycle later (+6),
+    and reads its accumulator in + 7, straight into the sum, which it writes in + 8; and
+    uses the core's configuration register itself.
 
     Parameters
     ----------
@@ -126,7 +128,8 @@ class Lane(wiring.Component):
 
         # -- Memories -----------------------------------------------------------------------
         # The pointer and entry memories' words come out of a register two cycles after
-        # the address (on the ECP5 the block RAM's own, hw/block_ram.py).
+        # the address (on the ECP5 the block RAM's own, hw/block_ram.py); a compact lane's
+        # straight out of the memory, a cycle after.
         compact = p.compact
         m.submodules.pointer_ram = pointers = BlockRAM(p.pointer_bits, p.pointer_depth,
                                                        read_ports=2, name="pointers",
