@@ -180,15 +180,15 @@ BOARDS: dict[str, Board] = {
     "icebreaker": Board(
         name="icebreaker", title="iCEBreaker", family="ice40", device="iCE40UP5K-SG48",
         # 42 MHz (PLL 12 x 56 / 16) and 3 Mbaud (divisor 14, exact; the FT2232H makes it
-        # exactly too), met at three placement seeds of four (docs/fpga.md).
+        # exactly too), met at every placement seed of four (docs/fpga.md).
         oscillator=12e6, frequency=42e6, baudrate=3_000_000,
-        # Two compact lanes: a lane takes 2 of the 8 SB_MAC16 (its product and its columns'
+        # One compact lane: a lane takes 2 of the 8 SB_MAC16 (its product and its columns'
         # first bit positions), two of the 4 SPRAMs (its 32,768 entry words), 9 of the 30
-        # block RAMs (pointers, accumulators, FIFO) and about 600 LUT4s and 550 flip-flops
-        # after synthesis; with the shared output stage's 2 SB_MAC16s and the layer table's 4
-        # block RAMs, 2 lanes take every SPRAM and block RAM and 96% of the logic cells, so
-        # no third lane fits (docs/fpga.md).
-        params=EngineParameters(lanes=2, entry_words=32768, pointer_depth=256, slot_depth=64,
+        # block RAMs (pointers, accumulators, FIFO) and about 950 of the 5,280 logic cells.
+        # Two lanes fit (5,074 cells, every SPRAM and block RAM, 6 SB_MAC16s) but meet 42
+        # MHz at one placement seed of eight and 40.5 MHz at two: the command processor's
+        # routes at 96% of the cells. One lane meets 42 MHz at every seed (docs/fpga.md).
+        params=EngineParameters(lanes=1, entry_words=32768, pointer_depth=256, slot_depth=64,
                                 bank_depth=32, layer_depth=4, fifo_depth=4, compact=True),
         # Its 5,280 logic cells and 8 multipliers hold one output stage, not one per lane.
         max_output_stages=1,
