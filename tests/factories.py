@@ -34,3 +34,24 @@ def random_inputs(rng: np.random.Generator, batch: int, size: int, *, zero_fract
     lo, hi = -(1 << (activation_bits - 1)), (1 << (activation_bits - 1)) - 1
     x = rng.integers(lo, hi + 1, (batch, size))
     return x * (rng.random((batch, size)) >= zero_fraction)
+
+
+def edge_inputs(rng: np.random.Generator, batch: int, size: int, *,
+                zero_fraction: float = 0.3) -> np.ndarray:
+    """8-bit random inputs (``batch`` >= 3) whose first three vectors are all zero, all -128
+    and all 127."""
+    x = random_inputs(rng, batch, size, zero_fraction=zero_fraction)
+    x[0], x[1], x[2] = 0, -128, 127
+    return x
+
+
+def run_against_golden(device, image, x: np.ndarray):
+    """Run ``x`` on ``device`` (``image`` loaded) and check its outputs and cycle counts
+    against the golden model of the build the device reports; return the run's result."""
+    from sparsemac.sw import run_golden
+
+    result = device.run(x)
+    golden = run_golden(image, x, device.info().timing)
+    assert np.array_equal(result.outputs, golden.outputs)
+    assert np.array_equal(result.cycles, golden.cycles)
+    return result

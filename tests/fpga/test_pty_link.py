@@ -10,10 +10,10 @@ import pytest
 
 from sparsemac.hw import EngineParameters
 from sparsemac.sim.transport import engine_build_info, longest_run_bound, parameters_for
-from sparsemac.sw import pack_model, run_golden
+from sparsemac.sw import pack_model
 from sparsemac.sw.driver import Device, SerialTransport
 
-from factories import random_inputs, random_model
+from factories import edge_inputs, random_inputs, random_model, run_against_golden
 from pty_link import PtyLink
 
 MODEL_SIZES = [40, 32, 10]
@@ -52,17 +52,9 @@ def link(image, wide_image):
 def test_model_over_the_pty_is_bit_exact(link, image, rng):
     with Device(SerialTransport(link.port, baudrate=3_000_000), timeout=30,
                 run_timeout=30) as device:
-        info = device.info()
-        assert info.lanes == image.lanes
+        assert device.info().lanes == image.lanes
         assert len(device.load(image)) == 1
-        x = random_inputs(rng, 20, MODEL_SIZES[0], zero_fraction=0.4)
-        x[0] = 0                                          # all-zero input
-        x[1] = -128                                       # extreme values
-        x[2] = 127
-        result = device.run(x)
-        golden = run_golden(image, x, info.timing)
-        assert np.array_equal(result.outputs, golden.outputs)
-        assert np.array_equal(result.cycles, golden.cycles)
+        run_against_golden(device, image, edge_inputs(rng, 20, MODEL_SIZES[0], zero_fraction=0.4))
         status = device.status()
         assert status.has_result
     assert link.returncode is None, "the harness exited"
@@ -75,9 +67,6 @@ def test_answers_longer_than_commands_do_not_overflow_the_link(link, wide_image,
     assert transport.window == 512                         # SerialEngine's receive FIFO
     with Device(transport, timeout=30, run_timeout=30) as device:
         device.load(wide_image)
-        x = random_inputs(rng, 64, WIDE_SIZES[0], zero_fraction=0.2)
-        result = device.run(x)
-        golden = run_golden(wide_image, x, device.info().timing)
-        assert np.array_equal(result.outputs, golden.outputs)
-        assert np.array_equal(result.cycles, golden.cycles)
+        run_against_golden(device, wide_image,
+                           random_inputs(rng, 64, WIDE_SIZES[0], zero_fraction=0.2))
     assert link.returncode is None, "the harness exited"
