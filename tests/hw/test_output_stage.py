@@ -16,13 +16,16 @@ from sparsemac.sw.numerics import requantize, signed_range
 
 def run_output_stage(params, acc, bias, multiplier, shift, relu, base, seed):
     """Issue every (lane, slot) record of (lanes, slots) arrays once, in a random order with
-    random gaps; every other lane's accumulator input carries garbage."""
+    random gaps; every other lane's accumulator input carries garbage. Each output must come
+    out :attr:`OutputStage.latency` cycles after its record was issued."""
     lanes, slots = acc.shape
     dut = OutputStage(params, lanes=lanes)
     rng = random.Random(seed)
     results = {}
+    issued = {}                         # (lane, slot) -> the cycle its record was issued
 
     async def producer(ctx):
+        cycle = 0
         ctx.set(dut.relu, relu)
         ctx.set(dut.param_base, base)
         for lane in range(lanes):
@@ -35,6 +38,7 @@ def run_output_stage(params, acc, bias, multiplier, shift, relu, base, seed):
                 ctx.set(dut.param_w.addr, base + slot)
                 ctx.set(dut.param_w.data, Const.cast(record).value)
                 await ctx.tick()
+                cycle += 1
         ctx.set(dut.param_w.en, 0)
         order = [(lane, slot) for lane in range(lanes) for slot in range(slots)]
         rng.shuffle(order)
@@ -45,7 +49,10 @@ def run_output_stage(params, acc, bias, multiplier, shift, relu, base, seed):
             ctx.set(dut.en, issue)
             ctx.set(dut.lane, lane)
             ctx.set(dut.slot, slot)
+            if issue:
+                issued[lane, slot] = cycle
             await ctx.tick()
+            cycle += 1
             # The lanes' accumulator reads answer in the cycle after the issue.
             for other in range(lanes):
                 ctx.set(dut.acc[other], rng.randint(lo, hi))
@@ -57,12 +64,17 @@ def run_output_stage(params, acc, bias, multiplier, shift, relu, base, seed):
             await ctx.tick()
 
     async def consumer(ctx):
+        cycle = 0
         while True:
             _, _, valid, lane, slot, value = await ctx.tick().sample(
                 dut.o.valid, dut.o.payload.lane, dut.o.payload.slot, dut.o.payload.value)
             if valid:
                 assert (lane, slot) not in results, f"seed {seed}: lane {lane} slot {slot} twice"
+                assert cycle - issued[lane, slot] == dut.latency, \
+                    f"seed {seed}: lane {lane} slot {slot} out {cycle - issued[lane, slot]} " \
+                    f"cycles after its issue, not {dut.latency}"
                 results[lane, slot] = value
+            cycle += 1
 
     sim = Simulator(dut)
     sim.add_clock(1e-6)
