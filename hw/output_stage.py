@@ -190,17 +190,11 @@ class OutputStage(wiring.Component):
             m.d.sync += [copy.eq(signal) for copy, signal in zip(copies, signals.values())]
             return copies
 
-        # A compact stage's products are registered once, not twice (latency 2), so that the
-        # product registers feed the sum themselves: Yosys takes a multiplier's registers
-        # into the UP5K's SB_MAC16s only then, and given a reset-less copy of a product it
-        # builds the sum after it wrongly (docs/fpga.md "Checked after synthesis"). The
-        # cycle saved is spent on the output, a register of 8 to 16 bits.
-        product_latency = 2 if p.compact else 3
         low_bits = len(s2_sum) // 2 + 1
         m.submodules.low_product = low = PipelinedMultiplier(
-            unsigned(low_bits), s2_multiplier.shape(), latency=product_latency)
+            unsigned(low_bits), s2_multiplier.shape())
         m.submodules.high_product = high = PipelinedMultiplier(
-            signed(len(s2_sum) - low_bits), s2_multiplier.shape(), latency=product_latency)
+            signed(len(s2_sum) - low_bits), s2_multiplier.shape())
         m.d.comb += [
             low.a.eq(s2_sum[:low_bits]), low.b.eq(s2_multiplier),
             high.a.eq(s2_sum[low_bits:].as_signed()), high.b.eq(s2_multiplier),
@@ -272,9 +266,6 @@ class OutputStage(wiring.Component):
             m.d.comb += clamped.eq(lo)
         with m.Else():
             m.d.comb += clamped.eq(hi)
-        if p.compact:
-            s4_valid, s4_lane, s4_slot, clamped = registered(
-                "out", valid=s4_valid, lane=s4_lane, slot=s4_slot, value=clamped)
         m.d.sync += [
             self.o.valid.eq(s4_valid),
             self.o.payload.lane.eq(s4_lane),
