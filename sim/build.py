@@ -236,8 +236,10 @@ def locked_build(
     env: Mapping[str, str] | None = None,
     progress: Progress | None = None,
     what: str = "build",
+    cwd: Path | None = None,
 ) -> Path:
-    """Run ``commands`` in ``build_dir`` unless a finished build is already there.
+    """Run ``commands`` in ``build_dir`` (or in ``cwd``) unless a finished build is already
+    there.
 
     Holds an exclusive lock on ``<build_dir>.lock`` while checking and building, so concurrent
     callers build once. Output goes to ``build_dir/build.log`` and, line by line, to
@@ -263,7 +265,8 @@ def locked_build(
                 logfile.flush()
                 try:
                     proc = subprocess.Popen(
-                        list(command), cwd=build_dir, env=None if env is None else dict(env),
+                        list(command), cwd=build_dir if cwd is None else cwd,
+                        env=None if env is None else dict(env),
                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                         stderr=subprocess.STDOUT, text=True, errors="replace",
                     )

