@@ -25,8 +25,7 @@ from sparsemac.hw.boards.build import yowasp_tool
 from sparsemac.hw.parameters import EngineParameters
 
 from .build import Design, Progress, build_harness, cache_root, _digest, _write_atomic, locked_build
-from .process import HarnessProcess
-from .transport import SimulatorTransport, engine_build_info, longest_run_bound
+from .transport import SimulatorTransport
 
 __all__ = ["synthesize_engine", "start_gate_level"]
 
@@ -86,11 +85,10 @@ def start_gate_level(board: Board | str, params: EngineParameters, *,
                      progress: Progress | None = None) -> SimulatorTransport:
     """Synthesise (or reuse) the engine as ``board`` does, build the pipe harness around the
     netlist and its cells' models, and start it: a transport like
-    :meth:`SimulatorTransport.start`'s."""
+    :meth:`SimulatorTransport.start`'s (:meth:`SimulatorTransport.launch` on the netlist)."""
     board = get_board(board) if isinstance(board, str) else board
     design = synthesize_engine(board, params, progress=progress)
     executable = build_harness(design, verilator_args=[str(_cell_models(board.family)),
                                                        *_MODEL_FLAGS],
                                progress=progress)
-    idle = longest_run_bound(params, engine_build_info(params)) + 1000
-    return SimulatorTransport(HarnessProcess(executable, idle_cycles=idle), params)
+    return SimulatorTransport.launch(executable, params)

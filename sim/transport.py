@@ -18,7 +18,7 @@ from sparsemac.sw.driver import LinkError
 from sparsemac.sw.format import ModelImage
 from sparsemac.sw.protocol import BuildInfo, Target, memory_writes
 
-from .build import Progress
+from .build import Progress, build_harness, convert
 from .process import HarnessProcess, SimulatorDied, SimulatorTimeout
 
 __all__ = ["SimulatorTransport", "parameters_for", "longest_run_bound", "engine_build_info"]
@@ -82,15 +82,22 @@ class SimulatorTransport:
     @classmethod
     def start(cls, params: EngineParameters, *, trace: str | os.PathLike | None = None,
               progress: Progress | None = None) -> "SimulatorTransport":
-        """Build (or reuse) the engine for ``params`` and start it.
+        """Build (or reuse) the engine for ``params`` and start it (:meth:`launch`)."""
+        design = convert(Engine, asdict(params), name="sparsemac_engine")
+        return cls.launch(build_harness(design, progress=progress), params, trace=trace)
+
+    @classmethod
+    def launch(cls, executable: str | os.PathLike, params: EngineParameters, *,
+               trace: str | os.PathLike | None = None) -> "SimulatorTransport":
+        """Start ``executable``, a pipe harness of an engine built with ``params`` (its RTL,
+        or its netlist: sim/gate_level.py).
 
         The harness keeps clocking for as long as the longest possible RUN before it waits
         for input, so a run is never stalled waiting for bytes that will not come.
         """
         idle = longest_run_bound(params, engine_build_info(params)) + 1000
-        process = HarnessProcess.start(Engine, asdict(params), name="sparsemac_engine",
-                                       progress=progress, idle_cycles=idle,
-                                       trace=None if trace is None else Path(trace))
+        process = HarnessProcess(executable, idle_cycles=idle,
+                                 trace=None if trace is None else Path(trace))
         return cls(process, params)
 
     def write(self, data: bytes, timeout: float | None = 10.0) -> None:

@@ -420,7 +420,8 @@ def _add_engine_options(parser: argparse.ArgumentParser, default_note: str) -> N
 
 def _yes_or_no(text: str) -> bool:
     """A yes/no engine parameter: 1/0, yes/no, true/false or on/off."""
-    for value, words in ((True, ("1", "yes", "true", "on")), (False, ("0", "no", "false", "off"))):
+    for value, words in ((True, ("1", "yes", "true", "on")),
+                         (False, ("0", "no", "false", "off"))):
         if text.lower() in words:
             return value
     raise argparse.ArgumentTypeError(f"expected 0 or 1 (or yes/no), not {text!r}")

