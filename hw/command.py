@@ -126,10 +126,13 @@ class CommandProcessor(wiring.Component):
         # The opcode in three bits, 0 for one the protocol does not define (the defined ones
         # are 1 to 7): every decision that switches on it decodes three bits, not eight.
         opcode = Signal(3)
-        length = Signal(32)
-        remaining = Signal(range(MAX_PAYLOAD + 1))
+        # The length's bits up to MAX_PAYLOAD's, and whether any bit above is set: its
+        # checks compare 21 bits and a flag, not 32 bits.
+        length = Signal(range(MAX_PAYLOAD + 1))
+        length_high = Signal()
+        remaining = Signal.like(length)
         done = Signal()                            # remaining == 0, kept as a register
-        index = Signal(range(64))
+        index = Signal(range(32))                  # the byte of the length or item received
         item = Signal(24 * 8)
         status = Signal(8)
         # status == OK a cycle late: WriteVerdict's view (its two states before never change
@@ -137,10 +140,17 @@ class CommandProcessor(wiring.Component):
         status_ok = Signal()
         m.d.sync += status_ok.eq(status == Status.OK)
         reply = Signal(_Reply)
-        reply_length = Signal(32)
+        info = self._info.to_bytes()
+        # The longest payload a reply has: INFO's, STATUS's (flags, cycles, count) or
+        # READ_OUTPUT's (whose count the verdict holds within the result). Its length field's
+        # upper bytes are zero.
+        most_reply_bytes = max(len(info), 1 + 4 + 4, lanes * p.bank_depth * act_bytes)
+        reply_index = Signal(range(64))                    # the byte of the reply sent
+        reply_length = Signal(range(most_reply_bytes + 1))
+        length_field = Cat(reply_length, Const(0, 32 - len(reply_length)))
         reply_empty = Signal()                     # reply_length == 0, kept as a register
-        payload_last = Signal.like(index)          # the last payload byte's index (33 at most)
-        output_length = Signal(32)                 # READ_OUTPUT's payload bytes
+        payload_last = Signal.like(reply_index)    # the last payload byte's index
+        output_length = Signal.like(reply_length)  # READ_OUTPUT's payload bytes
         reply_word = Signal(32)
         to_send = Signal(range(lanes * p.bank_depth + 1))   # activations READ_OUTPUT has left
         last_output = Signal()                     # to_send == 1, kept as a register
@@ -155,7 +165,14 @@ class CommandProcessor(wiring.Component):
         # one): the states after the header test a bit, not an 8-bit comparison.
         target = Signal(len(_TARGETS))
         lane = Signal(8)
-        address = Signal(33)
+        # The item's address on the bits the deepest memory needs, and whether the header's
+        # address had a bit above them. The first item past a memory's end stops the writes
+        # (its status is no longer OK), so the narrow address never needs to wrap.
+        depths = {Target.POINTER: p.pointer_depth, Target.ENTRY: p.entry_words,
+                  Target.PARAM: p.slot_depth, Target.LAYER: p.layer_depth}
+        address_bits = max(depths.values()).bit_length()
+        address = Signal(address_bits)
+        address_high = Signal()
         written = Signal(range(MAX_PAYLOAD + 1))
         bank_lane = Signal(range(lanes))
         bank_addr = Signal(range(p.bank_depth + 1))
@@ -167,18 +184,19 @@ class CommandProcessor(wiring.Component):
             # and the fewer states write it, the shorter its clock enable's logic.
             if code is not None:
                 m.d.sync += status.eq(code)
-            m.d.sync += [reply.eq(kind), index.eq(0)]
+            m.d.sync += [reply.eq(kind), reply_index.eq(0)]
             m.next = "ReplySync"
 
         def skip_then(code):
             m.d.sync += status.eq(code)
             m.next = "Skip"
 
-        def set_remaining(value, zero):
-            m.d.sync += [remaining.eq(value), done.eq(zero)]
-
         def count_byte():
             m.d.sync += [remaining.eq(remaining - 1), done.eq(remaining == 1)]
+
+        def collect_byte():
+            m.d.sync += [item.word_select(index[:5], 8).eq(byte), index.eq(index + 1)]
+            count_byte()
 
         def take_byte():
             m.d.comb += self.i.ready.eq(1)
@@ -252,10 +270,9 @@ class CommandProcessor(wiring.Component):
         pointer_ok = Signal()
         m.d.sync += pointer_ok.eq(item[p.pointer_bits:32] == 0)
         address_bad = Signal()
-        depths = {Target.POINTER: p.pointer_depth, Target.ENTRY: p.entry_words,
-                  Target.PARAM: p.slot_depth, Target.LAYER: p.layer_depth}
-        m.d.sync += address_bad.eq(Cat(target[k] & ~_below(address, depths[kind])
-                                       for k, kind in enumerate(_TARGETS)).any())
+        m.d.sync += address_bad.eq(address_high
+                                   | Cat(target[k] & ~_below(address, depths[kind])
+                                         for k, kind in enumerate(_TARGETS)).any())
         # The verdict on an item, registered from the registered checks.
         item_good = Signal()
         item_bad_address = Signal()
@@ -332,17 +349,15 @@ class CommandProcessor(wiring.Component):
         length_four = Signal()
         input_fits = Signal()
         header_fits = Signal()
-        length_header = Signal()                    # a WRITE with no items
         length_bad = Signal()
         m.d.sync += [
-            length_big.eq(~_at_most(length, MAX_PAYLOAD)),
-            length_zero.eq(length == 0),
-            length_two.eq(length == 2),
-            length_four.eq(length == 4),
-            input_fits.eq(_at_most(length, lanes * p.bank_depth * act_bytes)
+            length_big.eq(length_high | ~_at_most(length, MAX_PAYLOAD)),
+            length_zero.eq(~length_high & (length == 0)),
+            length_two.eq(~length_high & (length == 2)),
+            length_four.eq(~length_high & (length == 4)),
+            input_fits.eq(~length_high & _at_most(length, lanes * p.bank_depth * act_bytes)
                           & ~(length[0] & (act_bytes == 2))),
-            header_fits.eq(~_below(length, WRITE_HEADER)),
-            length_header.eq(length == WRITE_HEADER),
+            header_fits.eq(length_high | ~_below(length, WRITE_HEADER)),
         ]
         with m.Switch(opcode):
             with m.Case(Opcode.INFO, Opcode.STATUS, Opcode.RESET):
@@ -357,22 +372,23 @@ class CommandProcessor(wiring.Component):
                 m.d.sync += length_bad.eq(~header_fits)
 
         # -- Reply bytes --------------------------------------------------------------------
-        info = self._info.to_bytes()
         # The INFO reply is a read-only memory (a block RAM where there is one), read like
         # the tables below are registered: a LUT tree of constants was six levels deep.
-        m.submodules.info_rom = info_rom = Memory(shape=8, depth=2 ** len(index), init=info)
+        m.submodules.info_rom = info_rom = Memory(shape=8, depth=2 ** len(reply_index),
+                                              init=info)
         info_read = info_rom.read_port()
-        m.d.comb += info_read.addr.eq(index)
+        m.d.comb += info_read.addr.eq(reply_index)
         shown_count = Signal(32)
         m.d.comb += shown_count.eq(Mux(has_result, result_count, 0))
         status_bytes = Array([Cat(has_input, has_result, Const(0, 6)),
                               *(self.core_cycles[8 * k:8 * k + 8] for k in range(4)),
                               *(shown_count[8 * k:8 * k + 8] for k in range(4))])
         word_bytes = Array(reply_word[8 * k:8 * k + 8] for k in range(4))
-        # Payload byte `index` of the reply, in two register steps: byte `index` of each
+        # Payload byte `reply_index`, in two register steps: byte `reply_index` of each
         # table, then the reply's. ReplyFetch and ReplySelect wait for them (a payload byte
         # takes three cycles, against a UART byte's hundreds).
-        table_bytes = {_Reply.STATUS: status_bytes[index], _Reply.WORD: word_bytes[index[:2]]}
+        table_bytes = {_Reply.STATUS: status_bytes[reply_index],
+                       _Reply.WORD: word_bytes[reply_index[:2]]}
         table_byte = {kind: Signal(8, name=f"{kind.name.lower()}_byte") for kind in table_bytes}
         m.d.sync += [table_byte[kind].eq(value) for kind, value in table_bytes.items()]
         table_byte[_Reply.INFO] = info_read.data
@@ -397,20 +413,33 @@ class CommandProcessor(wiring.Component):
                     m.next = "Opcode"
             with m.State("Opcode"):
                 with m.If(take_byte()):
-                    m.d.sync += [opcode.eq(Mux(byte < 8, byte[:3], 0)), index.eq(0)]
+                    m.d.sync += [opcode.eq(Mux(byte < 8, byte[:3], 0)), index.eq(0),
+                                 length_high.eq(0)]
                     m.next = "Length"
             with m.State("Length"):
                 with m.If(take_byte()):
-                    m.d.sync += [length.word_select(index[:2], 8).eq(byte), index.eq(index + 1)]
+                    m.d.sync += index.eq(index + 1)
+                    with m.Switch(index[:2]):
+                        for k in range(4):
+                            kept = min(8, max(0, len(length) - 8 * k))   # bits of this byte kept
+                            with m.Case(k):
+                                if kept:
+                                    m.d.sync += length[8 * k:8 * k + kept].eq(byte[:kept])
+                                if kept < 8:
+                                    with m.If(byte[kept:] != 0):
+                                        m.d.sync += length_high.eq(1)
                     with m.If(index == 3):
                         m.next = "Measure"
             with m.State("Measure"):                    # the length's comparisons are registered
                 m.next = "Check"
             with m.State("Check"):                      # and what the opcode allows
+                # WRITE_INPUT and READ_OUTPUT start at the banks' first activation, set here
+                # for any command: the fewer conditions on these counters, the shorter.
+                m.d.sync += [bank_lane.eq(0), bank_addr.eq(0)]
                 m.next = "Dispatch"
             with m.State("Dispatch"):
-                m.d.sync += [index.eq(0), status.eq(Status.OK)]
-                set_remaining(length, length_zero)
+                m.d.sync += [index.eq(0), status.eq(Status.OK), remaining.eq(length),
+                             done.eq(length_zero)]
                 with m.If(length_big):
                     respond(code=Status.BAD_LENGTH)
                 with m.Elif(length_bad):
@@ -421,11 +450,10 @@ class CommandProcessor(wiring.Component):
                                     Opcode.READ_OUTPUT):
                             m.next = "Collect"
                         with m.Case(Opcode.WRITE_INPUT):
-                            m.d.sync += [bank_lane.eq(0), bank_addr.eq(0), has_result.eq(0)]
+                            m.d.sync += has_result.eq(0)
                             m.next = "Input"
                         with m.Case(Opcode.WRITE):
-                            set_remaining(WRITE_HEADER, 0)
-                            m.next = "Collect"
+                            m.next = "Header"
                         with m.Default():
                             skip_then(Status.BAD_OPCODE)
             with m.State("Skip"):
@@ -439,8 +467,12 @@ class CommandProcessor(wiring.Component):
                 with m.If(done):
                     m.next = "Judge"
                 with m.Elif(self.i.valid):
-                    m.d.sync += [item.word_select(index[:5], 8).eq(byte), index.eq(index + 1)]
-                    count_byte()
+                    collect_byte()
+            with m.State("Header"):                     # a WRITE's header (its length holds it)
+                with m.If(take_byte()):
+                    collect_byte()
+                    with m.If(index == WRITE_HEADER - 1):
+                        m.next = "Judge"
             with m.State("Judge"):                      # RUN's end layer is registered
                 m.next = "Weigh"
             with m.State("Weigh"):                      # the item's checks are registered
@@ -475,18 +507,20 @@ class CommandProcessor(wiring.Component):
                         with m.If(~verdict_ok):
                             respond()
                         with m.Else():
-                            m.d.sync += [to_send.eq(output_count), bank_lane.eq(0),
-                                         bank_addr.eq(0), last_output.eq(output_count == 1),
-                                         output_length.eq(output_count * act_bytes)]
+                            m.d.sync += [to_send.eq(output_count),
+                                         last_output.eq(output_count == 1),
+                                         output_length.eq(
+                                             output_count[:len(output_length)] * act_bytes)]
                             respond(_Reply.OUTPUT)
                     with m.Case(Opcode.WRITE):
                         m.d.sync += [
                             target.eq(Cat(item[0:8] == kind for kind in _TARGETS)),
                             lane.eq(item[8:16]),
                             last_byte.eq(item_last),
-                            address.eq(item[16:48]), written.eq(0), index.eq(0),
+                            address.eq(item[16:16 + address_bits]),
+                            address_high.eq(item[16 + address_bits:48] != 0),
+                            written.eq(0), index.eq(0),
                         ]
-                        set_remaining(length - WRITE_HEADER, length_header)
                         m.next = "WriteBytes"
 
             with m.State("CoreStart"):                  # the core sees the registered pulse
@@ -514,8 +548,7 @@ class CommandProcessor(wiring.Component):
                     m.d.sync += reply_word.eq(written)
                     respond(_Reply.WORD, code=Mux(partial, Status.BAD_LENGTH, status))
                 with m.Elif(self.i.valid):
-                    m.d.sync += [item.word_select(index[:5], 8).eq(byte), index.eq(index + 1)]
-                    count_byte()
+                    collect_byte()
                     with m.If(index == last_byte):
                         m.d.sync += index.eq(0)
                         m.next = "WriteCheck"
@@ -600,15 +633,15 @@ class CommandProcessor(wiring.Component):
             with m.State("ReplyStatus"):
                 m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(status)]
                 with m.If(self.o.ready):
-                    m.d.sync += index.eq(0)
+                    m.d.sync += reply_index.eq(0)
                     m.next = "ReplyLength"
             with m.State("ReplyLength"):
                 m.d.comb += [self.o.valid.eq(1),
-                             self.o.payload.eq(reply_length.word_select(index[:2], 8))]
+                             self.o.payload.eq(length_field.word_select(reply_index[:2], 8))]
                 with m.If(self.o.ready):
-                    m.d.sync += index.eq(index + 1)
-                    with m.If(index == 3):
-                        m.d.sync += index.eq(0)
+                    m.d.sync += reply_index.eq(reply_index + 1)
+                    with m.If(reply_index == 3):
+                        m.d.sync += reply_index.eq(0)
                         with m.If(reply_empty):
                             m.next = "Sync"
                         with m.Elif(reply == _Reply.OUTPUT):
@@ -622,8 +655,8 @@ class CommandProcessor(wiring.Component):
             with m.State("ReplyPayload"):
                 m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(payload_byte)]
                 with m.If(self.o.ready):
-                    m.d.sync += index.eq(index + 1)
-                    with m.If(index == payload_last):
+                    m.d.sync += reply_index.eq(reply_index + 1)
+                    with m.If(reply_index == payload_last):
                         m.next = "Sync"
                     with m.Else():
                         m.next = "ReplyFetch"

@@ -151,8 +151,14 @@ def test_errors_are_answered():
                              relu=True, entry_base=0, pointer_base=0, param_base=0)
         await host.expect(ctx, b"\x00\x13" + proto.frame(0x7E, b"abc"), Status.BAD_OPCODE)
         await host.expect(ctx, proto.frame(Opcode.INFO, b"x"), Status.BAD_LENGTH)
-        await host.expect(ctx, struct.pack("<BBI", proto.COMMAND_SYNC, Opcode.WRITE,
-                                           proto.MAX_PAYLOAD + 1), Status.BAD_LENGTH)
+        # Lengths past MAX_PAYLOAD are answered at once, whichever of the four bytes is set
+        # (the engine keeps MAX_PAYLOAD's 21 bits and a flag for the rest).
+        for length in (proto.MAX_PAYLOAD + 1, 1 << 21, 1 << 24, (1 << 32) - 1,
+                       (1 << 24) + 2):
+            await host.expect(ctx, struct.pack("<BBI", proto.COMMAND_SYNC, Opcode.WRITE,
+                                               length), Status.BAD_LENGTH)
+        await host.expect(ctx, struct.pack("<BBI", proto.COMMAND_SYNC, Opcode.RUN,
+                                           (1 << 24) + 2), Status.BAD_LENGTH)
         await host.expect(ctx, proto.read_output_command(1), Status.NO_RESULT)
         await host.expect(ctx, proto.run_command(0, 1), Status.NOT_LOADED)
         await host.expect(ctx, proto.run_command(0, 0), Status.BAD_VALUE)
@@ -163,6 +169,13 @@ def test_errors_are_answered():
         written = await host.expect(ctx, proto.write_command(Target.POINTER, 1, 14, b"\0" * 12),
                                     Status.BAD_ADDRESS)
         assert written == struct.pack("<I", 2)
+        # Addresses whose low bits alone are within the memory (the engine keeps the bits the
+        # deepest memory needs and a flag for the rest): nothing is written.
+        for address in (32, 1 << 16, 1 << 31, (1 << 32) - 16):
+            written = await host.expect(ctx, proto.write_command(Target.ENTRY, 0, address,
+                                                                 b"\0" * 8),
+                                        Status.BAD_ADDRESS)
+            assert written == struct.pack("<I", 0)
         written = await host.expect(ctx, proto.write_command(Target.POINTER, 0, 0, b"\0" * 6),
                                     Status.BAD_LENGTH)
         assert written == struct.pack("<I", 1)
