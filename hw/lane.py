@@ -241,16 +241,18 @@ class Lane(wiring.Component):
             "x": signed(p.activation_bits),
         })
         fetched = data.StructLayout({**dict(counted.members), "single": unsigned(1)})
+        # The count is the difference whatever its sign: it is read only for a column with
+        # entries that keeps the lane two cycles or more, so the subtraction and the
+        # comparison run side by side, not one into the other's choice.
         f4_out = Signal(counted)
-        m.d.comb += [f4_out.start.eq(f4_start), f4_out.x.eq(f4_x)]
-        with m.If(f4_end > f4_start):
-            m.d.comb += [f4_out.count.eq(f4_end - f4_start), f4_out.entries.eq(1)]
+        m.d.comb += [f4_out.start.eq(f4_start), f4_out.x.eq(f4_x),
+                     f4_out.count.eq(f4_end - f4_start), f4_out.entries.eq(f4_end > f4_start)]
         f5_valid = Signal()
         f5_out = Signal(counted)
         m.d.sync += [f5_valid.eq(f4_valid), f5_out.eq(f4_out)]
         queued = Signal(fetched)
         m.d.comb += [queued[name].eq(f5_out[name]) for name in counted.members]
-        m.d.comb += queued.single.eq(f5_out.count <= 1)
+        m.d.comb += queued.single.eq(~f5_out.entries | (f5_out.count <= 1))
         m.submodules.fifo = fifo = SyncFIFOBuffered(width=fetched.size, depth=self._capacity)
         m.d.comb += [fifo.w_en.eq(f5_valid), fifo.w_data.eq(queued)]
         head = Signal(fetched)
