@@ -88,7 +88,9 @@ class FrontEnd(wiring.Component):
         lanes = p.lanes
 
         phase = Signal(_Phase)
-        group = Signal(range(p.bank_depth + 2))
+        # The current group's number plus one: the end test compares it with the layer's
+        # groups, no adder before the comparison.
+        groups_scanned = Signal(range(p.bank_depth + 2))
         base = Signal(p.column_bits + 1)          # group * lanes
         current = Signal(data.ArrayLayout(signed(p.activation_bits), lanes))
         following = Signal(data.ArrayLayout(signed(p.activation_bits), lanes))
@@ -190,7 +192,8 @@ class FrontEnd(wiring.Component):
 
         with m.If(self.start):
             m.d.comb += self.rd_en.eq(1)
-            m.d.sync += [phase.eq(_Phase.PRIME), group.eq(0), base.eq(0), scanning.eq(0)]
+            m.d.sync += [phase.eq(_Phase.PRIME), groups_scanned.eq(1), base.eq(0),
+                         scanning.eq(0)]
         with m.Elif(phase == _Phase.PRIME):
             m.d.comb += self.rd_en.eq(1)
             m.d.sync += [phase.eq(_Phase.LOAD), following.eq(self.rd_data),
@@ -211,8 +214,8 @@ class FrontEnd(wiring.Component):
                 columns_after.eq(columns_after - lanes),
             ]
             with m.If(phase == _Phase.SCAN):
-                at_end = group + 1 == self.groups
-                m.d.sync += [group.eq(group + 1), base.eq(base + lanes),
+                at_end = groups_scanned == self.groups
+                m.d.sync += [groups_scanned.eq(groups_scanned + 1), base.eq(base + lanes),
                              past_end.eq(at_end), scanning.eq(~at_end)]
             with m.Else():
                 m.d.sync += scanning.eq(~past_end)
