@@ -59,8 +59,9 @@ def synthesize_engine(board: Board | str, params: EngineParameters, *,
         raise ValueError(f"Post-synthesis simulation covers the {', '.join(FAMILIES)} "
                          f"family, not {board.family!r} ({board.name})")
     text = rtlil.convert(Engine(params), name=name)
+    synth_opts, after_synth = board.synthesis(name)
     script = [*board.synth_script,
-              f"synth_{board.family} {' '.join(board.synth_opts)} -top {name}",
+              f"synth_{board.family} {synth_opts} -top {name}", *after_synth,
               # Verilator fails on some of the long escaped names Yosys writes (an internal
               # error in its name hashing); the ports keep theirs.
               "rename -hide w:* c:*"]

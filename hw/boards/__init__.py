@@ -42,6 +42,9 @@ class Board:
         block RAM and multipliers; see :meth:`engine_parameters`)
     synth_opts : extra options of Yosys' ``synth_<family>``
     synth_script : Yosys commands run on the design before ``synth_<family>``
+    route_delay : picoseconds the LUT mapper is told a route between two LUTs takes
+        (``abc9 -W``; iCE40 only), or None for ``synth_<family>``'s own (250 on the iCE40;
+        see :data:`ROUTE_DELAY_UP5K`)
     nextpnr_args : nextpnr's device and package options
     placement_seeds : how many nextpnr seeds a build tries until one meets the clock when
         it is not told (placement alone moves Fmax by a few percent; a seed costs about a
@@ -58,6 +61,7 @@ class Board:
     max_output_stages: int | None = None
     synth_opts: tuple[str, ...] = ()
     synth_script: tuple[str, ...] = ()
+    route_delay: int | None = None
     nextpnr_args: tuple[str, ...] = ()
     placement_seeds: int = 1
     module: str = field(default="", repr=False)
@@ -75,6 +79,32 @@ class Board:
             share = next(n for n in range(fewest, lanes + 1) if lanes % n == 0)
             params = replace(params, lanes_per_output_stage=share)
         return params
+
+    def synthesis(self, top: str) -> tuple[str, tuple[str, ...]]:
+        """How Yosys synthesises ``top`` after :attr:`synth_script`: the options of
+        ``synth_<family>`` (which ends with ``-top top``) and the commands that follow it.
+
+        With a :attr:`route_delay`, ``synth_ice40`` stops before its LUT mapping, the
+        mapping runs with that delay, and a second ``synth_ice40`` runs the rest.
+        """
+        options = " ".join(self.synth_opts)
+        if self.route_delay is None:
+            return options, ()
+        if self.family != "ice40":
+            raise ValueError(f"A route delay is a setting of iCE40 builds, not of "
+                             f"{self.family} ones ({self.name})")
+        device = dict(zip(self.synth_opts, self.synth_opts[1:])).get("-device", "hx")
+        # synth_ice40's map_luts step (Yosys 0.70) with abc9's -W set.
+        mapping = ("techmap -map +/ice40/latches_map.v",
+                   f"read_verilog -D ICE40_{device.upper()} -icells -lib -specify "
+                   f"+/ice40/abc9_model.v",
+                   f"abc9 -W {self.route_delay}",
+                   "ice40_wrapcarry -unwrap",
+                   "techmap -map +/ice40/ff_map.v",
+                   "clean",
+                   "opt_lut -tech ice40")
+        return (f"{options} -run :map_luts",
+                (*mapping, f"synth_ice40 {options} -top {top} -run map_cells:"))
 
     def platform(self) -> Any:
         """A fresh amaranth-boards platform with ``constraints/``'s extra resources."""
@@ -144,6 +174,16 @@ NO_READ_MEETS_WRITE = ("bank*", "params", "layer_table", "pointers", "even", "od
 SEPARATE_LANES = "setattr -mod -set keep_hierarchy 1 *.core.lane* *.core.lane*.* %d"
 
 
+#: The route between two LUTs the UP5K's LUT mapping assumes, in picoseconds. Yosys' ABC
+#: maps logic for the shortest path it can find, then saves LUTs wherever that does not
+#: lengthen the longest path. At synth_ice40's 250 ps a route, a 32-bit carry chain counts
+#: for as much as seven LUTs in a row, so the command processor's decisions came out seven
+#: LUTs deep; placed at 94% of the cells a route takes 1.8 to 4 ns. Told 3 ns, ABC keeps
+#: every register within five LUTs of the last (tests/fpga/test_fpga_build.py checks the
+#: default build), with as many LUTs (docs/fpga.md, "Measured").
+ROUTE_DELAY_UP5K = 3000
+
+
 def _collision_x_mask(memories: tuple[str, ...]) -> tuple[str, ...]:
     """Yosys commands telling it that a read of these memories in the cycle of a write to
     the same address may return anything. Without them Yosys emulates Amaranth's
@@ -180,19 +220,20 @@ BOARDS: dict[str, Board] = {
     "icebreaker": Board(
         name="icebreaker", title="iCEBreaker", family="ice40", device="iCE40UP5K-SG48",
         # 42 MHz (PLL 12 x 56 / 16) and 3 Mbaud (divisor 14, exact; the FT2232H makes it
-        # exactly too), met at every placement seed of four (docs/fpga.md).
+        # exactly too).
         oscillator=12e6, frequency=42e6, baudrate=3_000_000,
-        # One compact lane: a lane takes 2 of the 8 SB_MAC16 (its product and its columns'
-        # first bit positions), two of the 4 SPRAMs (its 32,768 entry words), 9 of the 30
-        # block RAMs (pointers, accumulators, FIFO) and about 950 of the 5,280 logic cells.
-        # Two lanes fit (5,074 cells, every SPRAM and block RAM, 6 SB_MAC16s) but meet 42
-        # MHz at one placement seed of eight and 40.5 MHz at two: the command processor's
-        # routes at 96% of the cells. One lane meets 42 MHz at every seed (docs/fpga.md).
-        params=EngineParameters(lanes=1, entry_words=32768, pointer_depth=256, slot_depth=64,
+        # Two compact lanes, the most the UP5K holds: a lane takes 2 of the 8 SB_MAC16 (its
+        # product and its columns' first bit positions), two of the 4 SPRAMs (its 32,768
+        # entry words), 9 of the 30 block RAMs (pointers, accumulators, FIFO) and about 900
+        # of the 5,280 logic cells. Two lanes take 4,944 cells, every SPRAM and block RAM and
+        # 6 SB_MAC16s, and meet 42 MHz at six placement seeds of eight since the LUT mapping
+        # knows the UP5K's routes (ROUTE_DELAY_UP5K; docs/fpga.md).
+        params=EngineParameters(lanes=2, entry_words=32768, pointer_depth=256, slot_depth=64,
                                 bank_depth=32, layer_depth=4, fifo_depth=4, compact=True),
         # Its 5,280 logic cells and 8 multipliers hold one output stage, not one per lane.
         max_output_stages=1,
-        synth_opts=("-dsp", "-spram"), nextpnr_args=("--up5k", "--package", "sg48"),
+        synth_opts=("-dsp", "-spram", "-device", "u"), route_delay=ROUTE_DELAY_UP5K,
+        nextpnr_args=("--up5k", "--package", "sg48"),
         placement_seeds=4,
         # See ONE_HOT_STATE_MACHINES, NO_READ_MEETS_WRITE, SINGLE_PORT and SMALL_BLOCK_RAMS.
         synth_script=(ONE_HOT_STATE_MACHINES,

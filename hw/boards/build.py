@@ -183,9 +183,11 @@ def build(board: Board | str, params: EngineParameters | None = None, *,
 
     started = time.monotonic()
     platform = board.platform()
-    overrides = {"script_after_synth": f"tee -q -o {NAME}.stat.json stat -json"}
-    if board.synth_opts:
-        overrides["synth_opts"] = " ".join(board.synth_opts)
+    synth_opts, after_synth = board.synthesis(NAME)
+    overrides = {"script_after_synth": "\n".join([*after_synth,
+                                                  f"tee -q -o {NAME}.stat.json stat -json"])}
+    if synth_opts:
+        overrides["synth_opts"] = synth_opts
     if board.synth_script:
         overrides["script_after_read"] = "\n".join(board.synth_script)
     platform.prepare(top, name=NAME, **overrides).extract(directory)

@@ -3,12 +3,13 @@
 import importlib.resources
 import json
 import tomllib
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from sparsemac.hw import EngineParameters
-from sparsemac.hw.boards import BOARDS, board_resources, get_board
+from sparsemac.hw.boards import BOARDS, ROUTE_DELAY_UP5K, board_resources, get_board
 from sparsemac.hw.pll import ecp5_pll, ice40_pll
 from sparsemac.sw.fpga_report import (critical_path_from_log, critical_path_from_report,
                                       fmax_from_log, read_nextpnr_report, read_yosys_stat)
@@ -65,6 +66,20 @@ def test_board_engine_parameters():
     for lanes, share in ((1, 1), (8, 1), (16, 1), (17, 17), (24, 2), (31, 31), (32, 2)):
         assert ulx3s.engine_parameters(lanes=lanes).lanes_per_output_stage == share, lanes
     assert ulx3s.engine_parameters(lanes=32, lanes_per_output_stage=1).output_stages == 32
+
+
+def test_synthesis_commands():
+    # The iCEBreaker's LUT mapping runs on its own, told the UP5K's route delay and device;
+    # the ULX3S keeps synth_ecp5 whole, and a route delay is refused outside the iCE40.
+    icebreaker, ulx3s = get_board("icebreaker"), get_board("ulx3s-85f")
+    options, after = icebreaker.synthesis("top")
+    assert options == "-dsp -spram -device u -run :map_luts"
+    assert f"abc9 -W {ROUTE_DELAY_UP5K}" in after and any("-D ICE40_U " in c for c in after)
+    assert after[-1] == "synth_ice40 -dsp -spram -device u -top top -run map_cells:"
+    assert ulx3s.synthesis("top") == (" ".join(ulx3s.synth_opts), ())
+    with pytest.raises(ValueError, match="setting of iCE40 builds, not of ecp5 ones"):
+        replace(ulx3s, route_delay=1000).synthesis("top")
+    assert replace(icebreaker, route_delay=None).synthesis("top") == ("-dsp -spram -device u", ())
 
 
 def test_constraints_are_package_data():

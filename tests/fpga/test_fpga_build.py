@@ -88,3 +88,35 @@ def test_icebreaker_default_keeps_weights_in_spram(tmp_path):
     assert params.entry_words // 2 * params.word_bits == 16384 * 16
     log = (tmp_path / "build" / "yosys.log").read_text()
     assert re.search(r"mapping memory \S+\.core\.layer_table via \$__ICE40_RAM4K_", log)
+    # The LUT mapping was told a UP5K route's delay (ROUTE_DELAY_UP5K): no register is fed
+    # through more than five LUTs in a row (with synth_ice40's own 250 ps, six).
+    netlist = json.loads((tmp_path / "build" / "sparsemac.json").read_text())
+    deepest = max(lut_depths(netlist["modules"]["sparsemac"]).items(), key=lambda kv: kv[1])
+    assert deepest[1] <= 5, f"{deepest[0]} is fed through {deepest[1]} LUTs"
+
+
+def lut_depths(module: dict) -> dict[str, int]:
+    """The most SB_LUT4s on a path into each flip-flop of an iCE40 netlist (Yosys' JSON),
+    from a flip-flop, a memory, a multiplier or a pin (a carry chain counts for none)."""
+    driver = {}
+    for cell in module["cells"].values():
+        for port, direction in cell["port_directions"].items():
+            if direction == "output":
+                for bit in cell["connections"][port]:
+                    driver[bit] = cell
+    depth_of: dict[int, int] = {}
+
+    def depth(bit) -> int:                      # LUTs on the longest path ending at ``bit``
+        cell = driver.get(bit)
+        if cell is None or cell["type"] not in ("SB_LUT4", "SB_CARRY"):
+            return 0
+        if bit not in depth_of:
+            depth_of[bit] = 0                   # a combinational loop would end here
+            inputs = [b for port, direction in cell["port_directions"].items()
+                      if direction == "input" for b in cell["connections"][port]]
+            depth_of[bit] = (cell["type"] == "SB_LUT4") + max(map(depth, inputs), default=0)
+        return depth_of[bit]
+
+    return {name: max(depth(bit) for port in ("D", "E", "R", "S") if port in cell["connections"]
+                      for bit in cell["connections"][port])
+            for name, cell in module["cells"].items() if cell["type"].startswith("SB_DFF")}

@@ -16,8 +16,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.mark.parametrize("lanes", [1, 2])
 def test_icebreaker_engine_after_synthesis(lanes, rng):
-    """The board's default build (one lane), and the same with two lanes (one output stage
-    for both)."""
+    """The board's default build (two lanes, one output stage for both), and the same with
+    one lane."""
     from sparsemac.sim.gate_level import start_gate_level
 
     board = get_board("icebreaker")
