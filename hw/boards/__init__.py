@@ -177,10 +177,11 @@ SEPARATE_LANES = "setattr -mod -set keep_hierarchy 1 *.core.lane* *.core.lane*.*
 #: The route between two LUTs the UP5K's LUT mapping assumes, in picoseconds. Yosys' ABC
 #: maps logic for the shortest path it can find, then saves LUTs wherever that does not
 #: lengthen the longest path. At synth_ice40's 250 ps a route, a 32-bit carry chain counts
-#: for as much as seven LUTs in a row, so the command processor's decisions came out seven
-#: LUTs deep; placed at 94% of the cells a route takes 1.8 to 4 ns. Told 3 ns, ABC keeps
-#: every register within five LUTs of the last (tests/fpga/test_fpga_build.py checks the
-#: default build), with as many LUTs (docs/fpga.md, "Measured").
+#: for as much as seven LUTs in a row, so the command processor's decisions came out six
+#: or seven LUTs deep, where at 94% of the cells each route takes 1.8 to 4 ns. Told 3 ns,
+#: ABC keeps every register within five LUTs of the last (tests/fpga/test_fpga_build.py
+#: checks the default build), with as many LUTs: two lanes meet 42 MHz at six placement
+#: seeds of eight, against three with synth_ice40's own mapping (docs/fpga.md).
 ROUTE_DELAY_UP5K = 3000
 
 
