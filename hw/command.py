@@ -141,11 +141,13 @@ class CommandProcessor(wiring.Component):
         m.d.sync += status_ok.eq(status == Status.OK)
         reply = Signal(_Reply)
         info = self._info.to_bytes()
-        # The longest payload a reply has: INFO's, STATUS's (flags, cycles, count) or
-        # READ_OUTPUT's (whose count the verdict holds within the result). Its length field's
-        # upper bytes are zero.
-        most_reply_bytes = max(len(info), 1 + 4 + 4, lanes * p.bank_depth * act_bytes)
-        reply_index = Signal(range(64))                    # the byte of the reply sent
+        status_payload = 1 + 4 + 4                 # STATUS's flags, cycles and count
+        # The longest payload a reply has: INFO's, STATUS's or READ_OUTPUT's (whose count the
+        # verdict holds within the result). Its length field's upper bytes are zero.
+        most_reply_bytes = max(len(info), status_payload, lanes * p.bank_depth * act_bytes)
+        # The byte of the reply sent (its length field's, or a table's: READ_OUTPUT's payload
+        # is counted by `to_send`).
+        reply_index = Signal(range(max(len(info), status_payload)))
         reply_length = Signal(range(most_reply_bytes + 1))
         length_field = Cat(reply_length, Const(0, 32 - len(reply_length)))
         reply_empty = Signal()                     # reply_length == 0, kept as a register
