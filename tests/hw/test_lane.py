@@ -122,3 +122,42 @@ def test_updates_of_one_slot_at_every_distance(rows, compact):
     got, expect, takes, work = run_lane(params, layer, 0, x, 1.0, rows)
     assert np.array_equal(got, expect), f"{rows} rows: {got} != {expect}"
     assert list(np.diff(takes)) == work[:-1], f"{rows} rows: takes {takes}, work {work}"
+
+
+@both_lanes
+def test_a_column_whose_pointers_decrease_is_empty(compact):
+    """A column whose end pointer is below its start (no packer writes one) holds the lane one
+    cycle and adds nothing, like a column without entries: the count, a wrapped difference
+    there, is not read."""
+    params = EngineParameters(lanes=1, word_bits=16, max_run_bits=2, compact=compact)
+    dut = Lane(params, capacity=params.fifo_depth + Lane.FETCH_CYCLES)
+    columns = 3
+    takes, accumulators = [], []
+
+    async def bench(ctx):
+        ctx.set(dut.value_bits, 8)
+        ctx.set(dut.run_bits, 2)
+        ctx.set(dut.slots, 4)
+        for address, pointer in enumerate([5, 2]):          # column 0: entries 5 .. 1
+            ctx.set(dut.pointer_w.en, 1)
+            ctx.set(dut.pointer_w.addr, address)
+            ctx.set(dut.pointer_w.data, pointer)
+            await ctx.tick()
+        ctx.set(dut.pointer_w.en, 0)
+        for cycle in range(40):
+            ctx.set(dut.i.valid, cycle < columns)
+            ctx.set(dut.i.payload.column, 0)
+            ctx.set(dut.i.payload.value, 7)
+            _, _, take = await ctx.tick().sample(dut.take)
+            if take:
+                takes.append(cycle)
+        ctx.set(dut.i.valid, 0)
+        for slot in range(4):
+            ctx.set(dut.out_en, 1)
+            ctx.set(dut.out_addr, slot)
+            await ctx.tick()
+            accumulators.append(ctx.get(dut.out_data))
+
+    run_clocked(dut, bench)
+    assert len(takes) == columns and list(np.diff(takes)) == [1] * (columns - 1), takes
+    assert accumulators == [0, 0, 0, 0]
