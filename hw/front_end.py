@@ -91,7 +91,7 @@ class FrontEnd(wiring.Component):
         # The current group's number plus one: the end test compares it with the layer's
         # groups, no adder before the comparison.
         groups_scanned = Signal(range(p.bank_depth + 2))
-        base = Signal(p.column_bits + 1)          # group * lanes
+        base = Signal(p.column_bits + 1)          # the current group's number times lanes
         current = Signal(data.ArrayLayout(signed(p.activation_bits), lanes))
         following = Signal(data.ArrayLayout(signed(p.activation_bits), lanes))
         # The layer's columns from the group after the following one on (negative past the
