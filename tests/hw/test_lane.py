@@ -15,6 +15,28 @@ from sparsemac.sw.protocol import Target, memory_writes
 from hw_helpers import build_info, pack, random_input, random_layer, run_clocked
 
 
+async def write_memory(ctx, port, address, items):
+    """Write ``items`` through a lane's load ``port`` from ``address`` on, one a cycle."""
+    for offset, item in enumerate(items):
+        ctx.set(port.en, 1)
+        ctx.set(port.addr, address + offset)
+        ctx.set(port.data, int(item))
+        await ctx.tick()
+    ctx.set(port.en, 0)
+
+
+async def read_accumulators(ctx, dut, slots):
+    """The lane's accumulators of slots 0 to ``slots - 1``, one read a cycle."""
+    values = []
+    for slot in range(slots):
+        ctx.set(dut.out_en, 1)
+        ctx.set(dut.out_addr, slot)
+        await ctx.tick()
+        values.append(ctx.get(dut.out_data))
+    ctx.set(dut.out_en, 0)
+    return values
+
+
 def run_lane(params, layer, lane, x, valid_probability, seed):
     """Feed lane ``lane`` the nonzeros of ``x``, keeping at most the lane's capacity accepted
     and not taken (as the broadcast's credits do); return (accumulators, take cycles)."""
@@ -33,12 +55,7 @@ def run_lane(params, layer, lane, x, valid_probability, seed):
         ctx.set(dut.slots, packed.slots)
         for write in writes:
             port = dut.pointer_w if write.target == Target.POINTER else dut.entry_w
-            for offset, item in enumerate(write.items):
-                ctx.set(port.en, 1)
-                ctx.set(port.addr, write.address + offset)
-                ctx.set(port.data, int(item))
-                await ctx.tick()
-            ctx.set(port.en, 0)
+            await write_memory(ctx, port, write.address, write.items)
         cycle = 0
         pending = list(columns)
         while pending:
@@ -62,12 +79,7 @@ def run_lane(params, layer, lane, x, valid_probability, seed):
             cycle += 1
         for _ in range(Lane.DRAIN_CYCLES + 1):
             await ctx.tick()
-        for slot in range(packed.slots):
-            ctx.set(dut.out_en, 1)
-            ctx.set(dut.out_addr, slot)
-            await ctx.tick()
-            accumulators.append(ctx.get(dut.out_data))
-        ctx.set(dut.out_en, 0)
+        accumulators.extend(await read_accumulators(ctx, dut, packed.slots))
 
     run_clocked(dut, bench)
     matrix = layer_matrix(packed)[lane * packed.slots:(lane + 1) * packed.slots]
@@ -138,12 +150,7 @@ def test_a_column_whose_pointers_decrease_is_empty(compact):
         ctx.set(dut.value_bits, 8)
         ctx.set(dut.run_bits, 2)
         ctx.set(dut.slots, 4)
-        for address, pointer in enumerate([5, 2]):          # column 0: entries 5 .. 1
-            ctx.set(dut.pointer_w.en, 1)
-            ctx.set(dut.pointer_w.addr, address)
-            ctx.set(dut.pointer_w.data, pointer)
-            await ctx.tick()
-        ctx.set(dut.pointer_w.en, 0)
+        await write_memory(ctx, dut.pointer_w, 0, [5, 2])   # column 0: entries 5 .. 1
         for cycle in range(40):
             ctx.set(dut.i.valid, cycle < columns)
             ctx.set(dut.i.payload.column, 0)
@@ -152,11 +159,7 @@ def test_a_column_whose_pointers_decrease_is_empty(compact):
             if take:
                 takes.append(cycle)
         ctx.set(dut.i.valid, 0)
-        for slot in range(4):
-            ctx.set(dut.out_en, 1)
-            ctx.set(dut.out_addr, slot)
-            await ctx.tick()
-            accumulators.append(ctx.get(dut.out_data))
+        accumulators.extend(await read_accumulators(ctx, dut, 4))
 
     run_clocked(dut, bench)
     assert len(takes) == columns and list(np.diff(takes)) == [1] * (columns - 1), takes
